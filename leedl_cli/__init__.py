@@ -1,0 +1,1 @@
+"""leedl: the LeeDL tutorial experiments, one command per figure."""

@@ -1,0 +1,127 @@
+"""The `leedl` command: run / list / report / data. Thin; imports no torch or Lightning except for `run`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+GROUPS = ["task", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "experiment", "debug"]
+
+USAGE = """leedl — the LeeDL tutorial's experiments, one command per figure or table
+
+usage:
+  leedl run [OVERRIDE ...]          one run (Hydra overrides: task=mnist model=mlp optimizer.lr=1e-3 ...)
+  leedl run -m [OVERRIDE ...]       a sweep (Hydra multirun): leedl run -m optimizer=adagrad,rmsprop seed=0,1,2
+  leedl run experiment=NAME         a preset that reproduces one figure/table of the book
+  leedl run --help | --cfg job | --info    Hydra's own help, composed config, and config search path
+  leedl report PATH [--metric M] [--x PARAM] [--curves]   table (mean ± std over seeds), report.md/.csv, plots
+  leedl list [GROUP]                what each config group offers ({groups})
+  leedl data [list|check]           where each data set is looked for, and whether it is there
+
+Outputs go to outputs/runs/<date>/<time>_<id> (single runs) and outputs/multirun/<date>/<time>_<id>/<job>.
+Set LEEDL_DATA_DIR to the folder that holds your data sets; LEEDL_OFFLINE=1 forbids downloads.
+""".format(groups=", ".join(GROUPS))
+
+
+def _die(message: str, code: int = 2) -> None:
+    print(f"leedl: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def describe(path: Path) -> str:
+    """The one-line description of a config option: the first header comment that is not a Hydra directive."""
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line.startswith("#"):
+            if line:
+                break
+            continue
+        text = line.lstrip("#").strip()
+        if text and not text.startswith("@package"):
+            name = path.stem
+            return text[len(name):].lstrip(" —-:") if text.startswith(name) else text
+    return ""
+
+
+def cmd_list(args: list[str]) -> int:
+    from leedl_cli.paths import conf_dir
+
+    groups = args or GROUPS
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        _die(f"unknown config group {unknown[0]!r}; valid groups: {', '.join(GROUPS)}")
+    root = conf_dir()
+    for group in groups:
+        print(f"{group}:")
+        for path in sorted((root / group).glob("*.yaml")):
+            print(f"  {path.stem:<24} {describe(path)}")
+    return 0
+
+
+def cmd_data(args: list[str]) -> int:
+    from leedl_cli.data.registry import DATASETS
+    from leedl_cli.paths import default_data_dir
+
+    action = args[0] if args else "list"
+    if action not in ("list", "check"):
+        _die(f"unknown data action {action!r}; valid actions: list, check")
+    root = default_data_dir()
+    print(f"data dir: {root}  (set LEEDL_DATA_DIR or data_dir=... to change it)")
+    missing = 0
+    for ds in DATASETS:
+        folder = root / ds.name
+        if ds.bundled:
+            state = "bundled"
+        else:
+            present = all(any(folder.glob(pattern)) for pattern in ds.files)
+            state = "ok" if present else "missing"
+            missing += not present
+        line = f"  {ds.name:<16} {state:<8} {folder if not ds.bundled else '(in a PyPI package)'}"
+        print(line)
+        if action == "check" or state != "ok":
+            print(f"  {'':<16} {ds.description}; tasks: {', '.join(ds.tasks)}; get it from: {ds.source}")
+    if action == "check" and missing:
+        print(f"{missing} data set(s) missing; tasks that need them will stop with an error naming the path.")
+    return 0
+
+
+def cmd_run(args: list[str]) -> int:
+    from leedl_cli import run
+
+    sys.argv = ["leedl run", *args]
+    run.main()
+    failed = [s for s in run.JOB_STATUSES if s == "failed"]
+    if failed:
+        last = run.LAST_RESULTS or {}
+        if len(run.JOB_STATUSES) == 1:
+            print(f"leedl run: failed: {last.get('error', 'see the log')}\n  run directory: {last.get('run_dir')}",
+                  file=sys.stderr)
+        else:
+            print(f"leedl run: {len(failed)} of {len(run.JOB_STATUSES)} jobs failed (see `leedl report` on the sweep)",
+                  file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_report(args: list[str]) -> int:
+    from leedl_cli.analysis.report import report_main
+
+    return report_main(args)
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "data": cmd_data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        _die(f"unknown command {command!r}; valid commands: {', '.join(COMMANDS)} (leedl --help)")
+    return COMMANDS[command](rest) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Plain nn.Modules (architectures) with no training logic; a task receives one."""

@@ -1,0 +1,33 @@
+"""A convolutional network (chapter 2): [conv 3x3 -> BN -> ReLU -> max-pool 2] per stage, then a classifier.
+
+Receptive fields and shared weights come from the convolutions; pooling halves the resolution per stage
+while the image is larger than 2 pixels (so it fits 8x8 digits as well as 32x32 CIFAR).
+"""
+from __future__ import annotations
+
+from torch import nn
+
+
+class CNN(nn.Module):
+    def __init__(self, in_channels: int, num_classes: int, image_size: int, channels: list[int] = (32, 64),
+                 hidden: int = 128, dropout: float = 0.25, batch_norm: bool = True) -> None:
+        super().__init__()
+        stages: list[nn.Module] = []
+        c, size = in_channels, image_size
+        for out in channels:
+            stages += [nn.Conv2d(c, out, 3, padding=1, bias=not batch_norm)]
+            if batch_norm:
+                stages.append(nn.BatchNorm2d(out))
+            stages.append(nn.ReLU())
+            if size > 2:
+                stages.append(nn.MaxPool2d(2))
+                size //= 2
+            c = out
+        self.features = nn.Sequential(*stages)
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(c * size * size, hidden), nn.ReLU(),
+            nn.Dropout(dropout), nn.Linear(hidden, num_classes),
+        )
+
+    def forward(self, x):
+        return self.classifier(self.features(x))

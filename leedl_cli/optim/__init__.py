@@ -1,0 +1,1 @@
+"""Learning-rate schedules (warmup, decay) built on torch.optim.lr_scheduler.LambdaLR."""

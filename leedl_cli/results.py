@@ -1,0 +1,53 @@
+"""results.json: what every run leaves behind for `leedl report`. Written atomically. Imports nothing heavy."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+RESULTS_FILE = "results.json"
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN/inf become strings 'nan'/'inf' (JSON has no such numbers), tuples become lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: str | os.PathLike, data: dict) -> Path:
+    """Write `data` to a temporary file beside `path`, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(_clean(data), f, indent=2, sort_keys=False, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_results(path: str | os.PathLike) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def find_results(root: str | os.PathLike) -> list[Path]:
+    """Every results.json at or below `root` (a run, a sweep, or a folder of sweeps), in a stable order."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    return sorted(p for p in root.rglob(RESULTS_FILE) if p.is_file())

@@ -1,0 +1,259 @@
+"""One run: config -> seed -> data module -> model -> task module -> trainer -> fit/test -> results.json.
+
+`train(cfg, run_dir)` is the whole path and is what tests call through Hydra's compose API; `main()`
+is the Hydra entry point behind `leedl run`.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import platform
+import secrets
+import time
+import traceback
+import warnings
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from leedl_cli import resolvers  # noqa: F401  (registers ${leedl_uid:})
+from leedl_cli.errors import IncompatibleModelError, LeedlError
+from leedl_cli.paths import conf_dir
+from leedl_cli.results import RESULTS_FILE, write_json_atomic
+
+log = logging.getLogger("leedl")
+warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+VERSIONED = ["leedl", "torch", "pytorch-lightning", "torchmetrics", "hydra-core", "omegaconf", "transformers",
+             "gymnasium", "wandb", "numpy"]
+JOB_STATUSES: list[str] = []   # statuses of the jobs run in this process (the CLI's exit code)
+LAST_RESULTS: dict | None = None
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _without(cfg: DictConfig, *keys: str) -> DictConfig:
+    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    for k in keys:
+        out.pop(k, None)
+    return out
+
+
+def accepted_kwargs(target: str, kwargs: dict) -> dict:
+    """The subset of `kwargs` that the callable named by `target` accepts (all of them if it takes **kwargs)."""
+    fn = hydra.utils.get_object(target)
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return kwargs
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k in params}
+
+
+def check_compatible(cfg: DictConfig) -> None:
+    """Refuse a task/model pairing the task does not list, before anything is built or trained."""
+    allowed = cfg.task.get("models")
+    model_name = cfg.model.get("name")
+    if allowed and model_name not in allowed:
+        raise IncompatibleModelError(
+            f"task={cfg.task.name} cannot train model={model_name}. Models that fit this task: "
+            f"{', '.join(allowed)} (e.g. `leedl run task={cfg.task.name} model={allowed[0]}`)."
+        )
+
+
+def apply_debug(cfg: DictConfig) -> None:
+    """debug=smoke: apply the task's own shrinkage (`task.smoke`: {dotted.key: value}) on top of debug/smoke."""
+    if cfg.get("debug_mode") == "smoke":
+        for key, value in (cfg.task.get("smoke") or {}).items():
+            OmegaConf.update(cfg, key, value, force_add=True)
+
+
+def build_model(cfg: DictConfig, shapes: dict):
+    model_cfg = _without(cfg.model, "name")
+    return hydra.utils.instantiate(model_cfg, **accepted_kwargs(model_cfg._target_, shapes))
+
+
+def build_module(cfg: DictConfig, model, shapes: dict):
+    module_cfg = OmegaConf.create(OmegaConf.to_container(cfg.task.module, resolve=True))
+    optimizer = hydra.utils.instantiate(cfg.optimizer) if cfg.get("optimizer") else None
+    extra = {"model": model, "optimizer": optimizer, "scheduler": cfg.get("scheduler")}
+    # a task may also ask for data shapes (num_classes, vocab_size, ...) by naming them in its __init__
+    extra.update({k: v for k, v in accepted_kwargs(module_cfg._target_, shapes).items() if k not in module_cfg})
+    return hydra.utils.instantiate(module_cfg, _recursive_=False, **extra)
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
+    from pytorch_lightning.loggers import CSVLogger
+
+    loggers = [CSVLogger(save_dir=str(run_dir), name="", version="")]  # metrics.csv, whatever else is chosen
+    for key, lcfg in (cfg.get("logger") or {}).items():
+        if lcfg is None or "_target_" not in lcfg:
+            continue
+        kwargs: dict[str, Any] = {"save_dir": str(run_dir)}
+        if "WandbLogger" in lcfg._target_:
+            if lcfg.get("offline", True):
+                os.environ.setdefault("WANDB_MODE", "offline")
+            kwargs.update(name=cfg.get("name") or run_dir.name, dir=str(run_dir),
+                          id=cfg.get("wandb_id") or None, resume="allow" if cfg.get("wandb_id") else None,
+                          tags=list(cfg.get("tags") or []),
+                          config=OmegaConf.to_container(cfg, resolve=True))
+        loggers.append(hydra.utils.instantiate(lcfg, **kwargs))
+    return loggers
+
+
+def build_callbacks(cfg: DictConfig, run_dir: Path) -> list:
+    callbacks = []
+    for key, ccfg in (cfg.get("callbacks") or {}).items():
+        if ccfg is None or "_target_" not in ccfg:
+            continue
+        kwargs = {}
+        if ccfg._target_.endswith("ModelCheckpoint") and not ccfg.get("dirpath"):
+            kwargs["dirpath"] = str(run_dir / "checkpoints")
+        callbacks.append(hydra.utils.instantiate(ccfg, **kwargs))
+    return callbacks
+
+
+def close_loggers(loggers: list, status: str) -> dict:
+    """Finalize every logger (also after a failure); return where the offline wandb run lies, if any."""
+    info = {}
+    for lg in loggers:
+        try:
+            lg.finalize("success" if status == "ok" else "failed")
+            if type(lg).__name__ == "WandbLogger" and lg._experiment is not None:
+                run = lg.experiment
+                info["wandb_dir"] = str(Path(run.dir).parent)
+                info["wandb_id"] = run.id
+                run.finish(exit_code=0 if status != "failed" else 1)
+        except Exception as err:  # a logger that fails to close must not hide the run's own result
+            log.warning("could not close logger %s: %s", type(lg).__name__, err)
+    return info
+
+
+def _float_metrics(metrics: dict) -> dict:
+    out = {}
+    for k, v in metrics.items():
+        try:
+            out[k] = float(v)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def train(cfg: DictConfig, run_dir: str | os.PathLike, overrides: list[str] | None = None,
+          choices: dict | None = None) -> dict:
+    """Run one experiment described by `cfg`, writing everything into `run_dir`. Never raises for a failed run:
+    the returned dict (also results.json) says `status` ok / diverged / failed with the error."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with open_dict(cfg):
+        if cfg.get("seed") is None:
+            cfg.seed = secrets.randbelow(2**31 - 1)
+    results: dict[str, Any] = {
+        "status": "running",
+        "task": cfg.task.get("name"),
+        "model": cfg.model.get("name"),
+        "choices": dict(choices or {}),
+        "overrides": list(overrides or []),
+        "seed": int(cfg.seed),
+        "run_dir": str(run_dir),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+        "report": OmegaConf.to_container(cfg.report, resolve=True) if cfg.get("report") else {},
+        "versions": versions(),
+    }
+    write_json_atomic(run_dir / RESULTS_FILE, results)
+    loggers: list = []
+    module = None
+    timing = None
+    t_fit = t_test = 0.0
+    try:
+        with open_dict(cfg):
+            apply_debug(cfg)
+        check_compatible(cfg)
+
+        import pytorch_lightning as pl
+        import torch
+
+        from leedl_cli.callbacks import TimingCallback
+
+        if cfg.get("threads"):
+            torch.set_num_threads(int(cfg.threads))
+        pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+
+        datamodule = hydra.utils.instantiate(cfg.task.data) if cfg.task.get("data") else None
+        shapes = datamodule.model_kwargs() if datamodule is not None and hasattr(datamodule, "model_kwargs") else {}
+        model = build_model(cfg, shapes)
+        module = build_module(cfg, model, shapes)
+        module.run_dir = run_dir
+        results["parameters"] = sum(p.numel() for p in model.parameters())
+
+        timing = TimingCallback()
+        loggers = build_loggers(cfg, run_dir)
+        callbacks = build_callbacks(cfg, run_dir) + [timing]
+        trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
+                                          default_root_dir=str(run_dir))
+        metrics: dict[str, float] = {}
+        if cfg.task.get("fit", True):
+            t0 = time.perf_counter()
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            t_fit = time.perf_counter() - t0
+            metrics.update(_float_metrics(trainer.callback_metrics))
+        if cfg.task.get("test", True) and not module.diverged:
+            t0 = time.perf_counter()
+            for out in trainer.test(module, datamodule=datamodule, verbose=False):
+                metrics.update(_float_metrics(out))
+            t_test = time.perf_counter() - t0
+        results["metrics"] = metrics
+        results["status"] = "diverged" if module.diverged else "ok"
+        if module.diverged:
+            log.warning("the loss became NaN/inf: training stopped, the run is recorded as diverged")
+    except LeedlError as err:
+        results.update(status="failed", error=str(err), error_type=type(err).__name__)
+        log.error("%s", err)
+    except Exception as err:  # recorded, not re-raised: a sweep goes on after a failed job
+        results.update(status="failed", error=f"{type(err).__name__}: {err}", error_type=type(err).__name__)
+        log.error("run failed: %s: %s\n%s", type(err).__name__, err, traceback.format_exc())
+    finally:
+        if module is not None:
+            results.update(module.results)
+        results.update(close_loggers(loggers, results["status"]))
+        finished = time.time()
+        results["timings"] = {"total_s": finished - started, "fit_s": t_fit, "test_s": t_test,
+                              **(timing.summary() if timing is not None else {})}
+        results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(finished))
+        write_json_atomic(run_dir / RESULTS_FILE, results)
+    return results
+
+
+@hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    global LAST_RESULTS
+    hc = HydraConfig.get()
+    results = train(cfg, hc.runtime.output_dir, overrides=list(hc.overrides.task),
+                    choices={k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")})
+    JOB_STATUSES.append(results["status"])
+    LAST_RESULTS = results
+    log.info("run %s: %s -> %s", results["status"], hc.runtime.output_dir, RESULTS_FILE)
+    if results.get("wandb_dir"):
+        log.info("offline wandb run; to upload it: wandb sync %s", results["wandb_dir"])
+    metric = (cfg.get("report") or {}).get("optimize")
+    if metric:   # for sweepers (optuna) that minimise/maximise a returned value
+        value = results.get("metrics", {}).get(metric)
+        return float(value) if value is not None else float("nan")
+    return None

@@ -1,0 +1,1 @@
+"""LightningModules: the objective, metrics and analysis of one kind of experiment."""

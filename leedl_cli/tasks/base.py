@@ -1,0 +1,89 @@
+"""The base of every task module: optimizer and scheduler from the shared config groups, divergence check.
+
+A task receives a plain `nn.Module` (from `conf/model`), a *partial* optimizer (from `conf/optimizer`,
+`_partial_: true`: it still needs the parameters) and the scheduler config (from `conf/scheduler`).
+Subclasses write the objective (`training_step`, `validation_step`, `test_step`) and may put anything
+JSON-serialisable in `self.results`: run.py merges it into the run's results.json.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+
+def build_scheduler(scheduler_cfg: DictConfig | dict | None, optimizer: torch.optim.Optimizer, total_steps: int):
+    """(scheduler, interval) from a `conf/scheduler` option; (None, 'step') when there is none."""
+    if scheduler_cfg is None:
+        return None, "step"
+    cfg = OmegaConf.create(OmegaConf.to_container(scheduler_cfg, resolve=True)) if not isinstance(
+        scheduler_cfg, dict) else OmegaConf.create(scheduler_cfg)
+    interval = cfg.pop("interval", "step")
+    cfg.pop("name", None)
+    factory = hydra.utils.instantiate(cfg, _partial_=True)
+    return factory(optimizer, total_steps=max(1, int(total_steps))), interval
+
+
+class LeedlTask(pl.LightningModule):
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: DictConfig | dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.optimizer_factory = optimizer
+        self.scheduler_cfg = scheduler
+        self.results: dict[str, Any] = {}   # extra entries for results.json
+        self.diverged = False               # set when the loss became NaN/inf
+        self.run_dir: Path | None = None    # set by run.py before fit; tasks write plots/ and files here
+
+    # ---- optimisation ------------------------------------------------------------------------
+    def parameters_to_optimize(self):
+        """What the optimizer updates; override to add parameter groups."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def num_updates(self) -> int:
+        """Optimizer updates of the whole run (the horizon of per-update schedules)."""
+        return int(self.trainer.estimated_stepping_batches)
+
+    def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise ValueError(f"{type(self).__name__} needs an optimizer")
+        optimizer = self.optimizer_factory(self.parameters_to_optimize())
+        interval = (self.scheduler_cfg or {}).get("interval", "step")
+        total = self.num_updates() if interval == "step" else int(self.trainer.max_epochs or 1)
+        scheduler, interval = build_scheduler(self.scheduler_cfg, optimizer, total)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
+
+    # ---- divergence --------------------------------------------------------------------------
+    def check_finite(self, loss: torch.Tensor | float) -> bool:
+        """Record divergence (and ask the trainer to stop) when the loss is NaN or inf."""
+        value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+        if not math.isfinite(value):
+            self.diverged = True
+            if self._trainer is not None:
+                self.trainer.should_stop = True
+            return False
+        return True
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is not None:
+            self.check_finite(loss)
+
+    # ---- files -------------------------------------------------------------------------------
+    def plots_dir(self) -> Path:
+        assert self.run_dir is not None, "run_dir is set by run.py"
+        path = self.run_dir / "plots"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
