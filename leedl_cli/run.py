@@ -109,9 +109,10 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
                 os.environ.setdefault("WANDB_MODE", "offline")
             kwargs.update(name=cfg.get("name") or run_dir.name, dir=str(run_dir),
                           id=cfg.get("wandb_id") or None, resume="allow" if cfg.get("wandb_id") else None,
-                          tags=list(cfg.get("tags") or []),
-                          config=OmegaConf.to_container(cfg, resolve=True))
-        loggers.append(hydra.utils.instantiate(lcfg, **kwargs))
+                          tags=list(cfg.get("tags") or []))
+        logger = hydra.utils.instantiate(lcfg, **kwargs)
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        loggers.append(logger)
     return loggers
 
 

@@ -1,0 +1,49 @@
+# leedl — `make help` lists the targets. Everything installs itself into .venv on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.leedl-installed
+# the mirrored data sets of this workplace, when they are beside the checkout; elsewhere set LEEDL_DATA_DIR yourself
+SHARED_DATA := $(abspath ../shared/data)
+ifneq ($(wildcard $(SHARED_DATA)),)
+export LEEDL_DATA_DIR ?= $(SHARED_DATA)
+endif
+export WANDB_MODE ?= offline
+
+.PHONY: help install run test test-full bench lint clean
+
+help: ## this list
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv and install leedl with its dev tools (uv fast path when available, pip otherwise)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@set -e; \
+	if $(PY) -m pip install -q uv >/dev/null 2>&1 && \
+	   $(VENV)/bin/uv pip install --python $(PY) --compile-bytecode $$($(PY) scripts/uv_args.py) -e '.[dev]'; then \
+	  echo "installed with uv"; \
+	else \
+	  echo "uv unavailable or failed: installing with pip"; \
+	  $(PY) -m pip install -e '.[dev]'; \
+	fi
+	@touch $(STAMP)
+
+run: install ## install if needed, then the default experiment (digits, cnn, adam; offline, CPU)
+	$(VENV)/bin/leedl run
+
+test: install ## install if needed, then the fast test suite (what CI runs)
+	$(PY) -m pytest -q
+
+test-full: install ## the whole suite, slow tests included
+	$(PY) -m pytest -q -m ""
+
+bench: install ## speed against plain PyTorch references, measured in the same run
+	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+lint: install ## ruff
+	$(VENV)/bin/ruff check leedl_cli tests benchmarks scripts
+
+clean: ## remove run outputs and caches (keeps .venv)
+	rm -rf outputs multirun wandb lightning_logs .pytest_cache .ruff_cache

@@ -1,0 +1,83 @@
+"""One run end to end, in-process: results.json, statuses, seeds, loggers, errors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from leedl_cli.paths import conf_dir
+
+TASKS = sorted(p.stem for p in (conf_dir() / "task").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_runs_end_to_end_in_smoke_mode(run_leedl, task):
+    results = run_leedl([f"task={task}", "debug=smoke"])
+    assert results["status"] == "ok", results.get("error")
+    assert results["metrics"], "a run reports metrics"
+    run_dir = Path(results["run_dir"])
+    assert json.loads((run_dir / "results.json").read_text())["status"] == "ok"
+
+
+def test_results_json_says_everything_report_needs(run_leedl):
+    r = run_leedl(["debug=smoke", "seed=7", "model=mlp"])
+    for key in ("status", "metrics", "timings", "seed", "overrides", "versions", "choices", "task", "model"):
+        assert key in r
+    assert r["seed"] == 7 and r["task"] == "digits" and r["model"] == "mlp"
+    assert r["choices"]["optimizer"] == "adam"
+    assert {"test/acc", "test/loss", "val/acc", "train/loss"} <= set(r["metrics"])
+    t = r["timings"]
+    assert t["total_s"] > 0 and t["per_update_s"] > 0 and t["per_epoch_s"] > 0 and t["batches"] == 3
+    assert {"torch", "pytorch-lightning", "hydra-core"} <= set(r["versions"])
+    run_dir = Path(r["run_dir"])
+    assert (run_dir / "metrics.csv").is_file()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert not list(run_dir.glob(".results.json*")), "no temporary file left behind"
+
+
+def test_random_seed_is_chosen_and_recorded(run_leedl):
+    r = run_leedl(["debug=smoke"])
+    assert isinstance(r["seed"], int)
+
+
+def test_same_seed_same_metrics(run_leedl):
+    a = run_leedl(["debug=smoke", "seed=3", "trainer.limit_train_batches=5"], name="a")
+    b = run_leedl(["debug=smoke", "seed=3", "trainer.limit_train_batches=5"], name="b")
+    c = run_leedl(["debug=smoke", "seed=4", "trainer.limit_train_batches=5"], name="c")
+    assert a["metrics"] == b["metrics"]
+    assert a["metrics"]["test/loss"] != c["metrics"]["test/loss"]
+
+
+def test_digits_mlp_reaches_pinned_accuracy(run_leedl):
+    """A small deterministic run: 3 epochs of the MLP on digits, seed 0."""
+    r = run_leedl(["model=mlp", "seed=0", "trainer.max_epochs=3", "logger=none", "callbacks=none",
+                   "trainer.enable_progress_bar=false", "trainer.deterministic=true"])
+    assert r["status"] == "ok"
+    assert r["metrics"]["test/acc"] == pytest.approx(0.9554, abs=0.015)
+
+
+def test_wandb_offline_run_directory_is_created(run_leedl):
+    r = run_leedl(["debug=smoke", "logger=wandb"])
+    assert r["status"] == "ok", r.get("error")
+    runs = list((Path(r["run_dir"]) / "wandb").glob("offline-run-*"))
+    assert runs and r["wandb_dir"] == str(runs[0])
+
+
+def test_divergence_is_recorded_not_crashed(run_leedl):
+    r = run_leedl(["debug=smoke", "model=mlp", "optimizer=sgd", "optimizer.lr=1e12"])
+    assert r["status"] == "diverged"
+    assert "test/acc" not in r["metrics"], "a diverged model is not tested"
+
+
+def test_incompatible_model_is_refused_before_training(run_leedl):
+    r = run_leedl(["debug=smoke", "model=cnn", "task.models=[mlp]"])
+    assert r["status"] == "failed" and r["error_type"] == "IncompatibleModelError"
+    assert "model=mlp" in r["error"] or "mlp" in r["error"]
+    assert "timings" in r and r["timings"]["fit_s"] == 0
+
+
+def test_missing_data_names_the_path_and_the_fix(run_leedl, tmp_path):
+    r = run_leedl(["debug=smoke", "task=mnist", f"data_dir={tmp_path}/nowhere", "task.data.download=false"])
+    assert r["status"] == "failed" and r["error_type"] == "DataNotFoundError"
+    assert f"{tmp_path}/nowhere/mnist" in r["error"] and "LEEDL_DATA_DIR" in r["error"]
