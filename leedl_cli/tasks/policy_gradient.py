@@ -44,7 +44,8 @@ class PolicyGradient(LeedlTask):
                  value_coef: float = 0.5, normalize_advantage: bool = False, max_grad_norm: float | None = 0.5,
                  baseline_momentum: float = 0.9, eval_episodes: int = 100, eval_seed: int = 10_000,
                  eval_greedy: bool = True, eval_batch: int = 50, target_return: float | None = None,
-                 check_every: int = 20, check_from: float = 0.8, max_episode_steps: int = 100_000) -> None:
+                 check_every: int = 20, check_from: float = 0.8, max_episode_steps: int = 100_000,
+                 max_env_steps: int | None = None) -> None:
         super().__init__(model, optimizer, scheduler)
         if version not in VERSIONS:
             raise LeedlError(f"unknown policy-gradient version {version!r}; choose one of {', '.join(VERSIONS)}")
@@ -59,7 +60,7 @@ class PolicyGradient(LeedlTask):
         self.eval_episodes, self.eval_seed, self.eval_greedy = eval_episodes, eval_seed, eval_greedy
         self.eval_batch = eval_batch
         self.target_return, self.check_every, self.check_from = target_return, check_every, check_from
-        self.max_episode_steps = max_episode_steps
+        self.max_episode_steps, self.max_env_steps = max_episode_steps, max_env_steps
         self.b: float | None = None                # version 3's baseline
         self.env_steps = 0
         self.recent = deque(maxlen=20)             # returns of the last finished training episodes
@@ -208,6 +209,8 @@ class PolicyGradient(LeedlTask):
             sched.step()
         self._log_update(loss, policy_loss, entropy, critic_loss)
         self._maybe_stop_early()
+        if self.max_env_steps and self.env_steps >= self.max_env_steps:
+            self.trainer.should_stop = True     # the env-step budget is spent
         return loss.detach()
 
     def _log_update(self, loss, policy_loss, entropy, critic_loss) -> None:
