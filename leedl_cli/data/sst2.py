@@ -1,0 +1,90 @@
+"""GLUE SST-2 binary sentiment (ch. 5, section 5.2.1 case 1): sentence -> positive / negative.
+
+Files `<data_dir>/sst2/{train,dev}.tsv` (`sentence<TAB>label`). The labelled GLUE dev set (872) is the
+test set; a fixed slice of the training sentences (`val_size`) is the validation set; `max_train_examples`
+takes a fixed random subset of the rest (CPU budget). Tokenised with the backbone's own tokenizer
+(`[CLS] sentence [SEP]`), dynamic padding per batch.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from leedl_cli.data.text import SPLIT_SEED, FeatureDataset, PadCollator
+from leedl_cli.paths import data_path, require_files
+
+log = logging.getLogger(__name__)
+
+
+def read_tsv(path: str | Path) -> list[tuple[str, int]]:
+    """(sentence, label) pairs of a GLUE SST-2 TSV with a header line."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        s_col, l_col = header.index("sentence"), header.index("label") if "label" in header else None
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) > s_col:
+                rows.append((parts[s_col].strip(), int(parts[l_col]) if l_col is not None else -1))
+    return rows
+
+
+class SST2DataModule(pl.LightningDataModule):
+    num_classes = 2
+
+    def __init__(self, backbone: str = "minilm", data_dir: str | None = None, max_length: int = 64,
+                 batch_size: int = 32, eval_batch_size: int = 128, max_train_examples: int | None = None,
+                 val_size: int = 872, max_test_examples: int | None = None, seed: int = 0) -> None:
+        super().__init__()
+        self.backbone, self.data_dir, self.max_length = backbone, data_dir, int(max_length)
+        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
+        self.max_train_examples, self.val_size, self.max_test_examples = max_train_examples, int(val_size), max_test_examples
+        self.seed = seed
+        self.tokenizer = None
+        self.features: dict[str, list[dict]] = {}
+
+    def _encode(self, rows: list[tuple[str, int]]) -> list[dict]:
+        enc = self.tokenizer([s for s, _ in rows], truncation=True, max_length=self.max_length, padding=False)
+        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+        return [{**{k: enc[k][i] for k in keys}, "labels": y} for i, (_, y) in enumerate(rows)]
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.features:
+            return
+        from leedl_cli.models.bert import load_tokenizer
+
+        folder = require_files(data_path(self.data_dir, "sst2"), ["train.tsv", "dev.tsv"], "SST-2",
+                               "download GLUE SST-2 (HF datasets glue/sst2, or gluebenchmark.com) into that folder")
+        self.tokenizer = load_tokenizer(self.backbone)
+        train = read_tsv(folder / "train.tsv")
+        random.Random(SPLIT_SEED).shuffle(train)
+        val, train = train[: self.val_size], train[self.val_size:]
+        if self.max_train_examples:
+            train = train[: int(self.max_train_examples)]
+        test = read_tsv(folder / "dev.tsv")
+        if self.max_test_examples:
+            test = test[: int(self.max_test_examples)]
+        self.features = {"train": self._encode(train), "val": self._encode(val), "test": self._encode(test)}
+        log.info("SST-2: %s sentences (test = GLUE dev)", {k: len(v) for k, v in self.features.items()})
+
+    def model_kwargs(self) -> dict:
+        return {"head": "classification", "num_labels": self.num_classes, "num_classes": self.num_classes}
+
+    def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
+        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(FeatureDataset(self.features[split]), batch_size=batch_size, shuffle=shuffle,
+                          generator=gen, collate_fn=PadCollator(self.tokenizer.pad_token_id))
+
+    def train_dataloader(self):
+        return self._loader("train", True, self.batch_size)
+
+    def val_dataloader(self):
+        return self._loader("val", False, self.eval_batch_size)
+
+    def test_dataloader(self):
+        return self._loader("test", False, self.eval_batch_size)
