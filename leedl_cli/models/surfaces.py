@@ -29,6 +29,10 @@ class Surface(nn.Module):
     def forward(self) -> torch.Tensor:
         return self.loss(self.theta[0], self.theta[1])
 
+    def steep_offset(self, w, b):
+        """The coordinate whose sign changes count as oscillation between the valley walls (b - b* by default)."""
+        return b - (self.minimum[1] if self.minimum else 0.0)
+
     def at(self, point) -> torch.Tensor:
         """L at another point (no change to theta)."""
         p = torch.as_tensor(point, dtype=torch.float64)
@@ -42,7 +46,7 @@ class Surface(nn.Module):
 class ElongatedQuadratic(Surface):
     """The book's convex error surface with a flat axis w and a steep axis b (Figs 1.22-1.23, 1.28-1.30).
 
-        L(w, b) = a/2 (w - w*)^2 + c s^2 (sqrt(1 + ((b - b*)/s)^2) - 1)
+        L(w, b) = a/2 (w - w*)^2 + c s^2 (sqrt(1 + (v/s)^2) - 1),   v = (b - b*) - tilt (w - w*)
 
     Along w: a quadratic of curvature a = 1 (flat). Along b: curvature c = 300 at the valley floor (steep),
     quadratic for |b - b*| << s and growing like c s |b - b*| far from it (a convex "pseudo-Huber" wall).
@@ -52,22 +56,30 @@ class ElongatedQuadratic(Surface):
     b -> -b -> b ... at |b - b*| = 1.118 s forever, as in Fig 1.23(a), while the flat w still moves.
     lr 1e-7 reaches the valley floor slowly and then covers only 1 - (1 - 1e-7 a)^1e5 ~ 1% of the flat
     distance w* - w0 = 10 in 100,000 updates (Fig 1.23(b)).
+    The valley floor b = b* + tilt (w - w*) is slightly tilted (tilt = 0.1): on an axis-aligned valley the
+    steep coordinate's gradient underflows to exactly 0 and the book's AdaGrad can never burst; with the tilt
+    the gradient along b stays small but non-zero while w moves, so sigma_b shrinks and the bursts of
+    Fig 1.28 appear. `steep_offset` (v, the distance from the valley floor along b) is what oscillates.
     """
 
     minimum = (0.0, 0.0)
     extent = (-11.0, 2.0, -4.0, 4.0)
 
     def __init__(self, start=(-10.0, 3.0), a: float = 1.0, c: float = 300.0, s: float = 1.0,
-                 minimum=(0.0, 0.0)) -> None:
+                 minimum=(0.0, 0.0), tilt: float = 0.1) -> None:
         super().__init__(start)
-        self.a, self.c, self.s = float(a), float(c), float(s)
+        self.a, self.c, self.s, self.tilt = float(a), float(c), float(s), float(tilt)
         self.minimum = (float(minimum[0]), float(minimum[1]))
         w0, b0 = (float(v) for v in start)
+        reach = abs(b0 - self.minimum[1]) + abs(self.tilt * (w0 - self.minimum[0])) + 1
         self.extent = (min(w0, self.minimum[0]) - 1, max(w0, self.minimum[0]) + 1,
-                       -abs(b0 - self.minimum[1]) - 1 + self.minimum[1], abs(b0 - self.minimum[1]) + 1 + self.minimum[1])
+                       self.minimum[1] - reach, self.minimum[1] + reach)
+
+    def steep_offset(self, w, b):
+        return (b - self.minimum[1]) - self.tilt * (w - self.minimum[0])
 
     def loss(self, w, b):
-        u = (b - self.minimum[1]) / self.s
+        u = self.steep_offset(w, b) / self.s
         return 0.5 * self.a * (w - self.minimum[0]) ** 2 + self.c * self.s ** 2 * (torch.sqrt(1 + u * u) - 1)
 
 

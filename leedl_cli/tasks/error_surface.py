@@ -10,11 +10,11 @@ the numbers of section 1.3 into results.json:
 
 - final_loss, final_w, final_b, distance_to_minimum (final), min_distance_to_minimum,
   first_update_within_tol (the first update with distance <= `tol`, null if never)
-- sign_changes_steep (b - b* changes sign, all updates) and sign_changes_last_10pct
+- sign_changes_steep (the surface's steep_offset, b - b* or the distance from a tilted valley floor, changes sign) and sign_changes_last_10pct
 - loss_range_last_10pct (max - min of the loss over the last 10% of updates: 0 when converged)
 - flat_fraction_covered = (w_T - w_0) / (w* - w_0)
-- bursts: after b first settles within `settle_tol` of b*, the number of separate excursions of
-  |b - b*| above `burst_tol` (AdaGrad's bursts of Fig 1.28), and max_burst (largest such |b - b*|)
+- bursts: after the steep offset first settles within `settle_tol` of 0, the number of separate excursions
+  of |steep offset| above `burst_tol` (AdaGrad's bursts of Fig 1.28), and max_burst (largest such |b - b*|)
 """
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ class ErrorSurface(LeedlTask):
                      "final_loss": float(losses[-1]), "final_w": float(traj[-1, 0]), "final_b": float(traj[-1, 1]),
                      "trajectory_file": "trajectory.csv", "surface_grid_file": "surface_grid.json"}
         offset = traj - torch.tensor(minimum, dtype=torch.float64)
-        steep = offset[:, 1]
+        steep = surface.steep_offset(traj[:, 0], traj[:, 1])
         signs = torch.sign(steep)
         changes = (signs[1:] * signs[:-1]) < 0
         tail = max(1, len(changes) // 10)

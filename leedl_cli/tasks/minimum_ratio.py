@@ -1,0 +1,95 @@
+"""The minimum ratio of trained networks (ch. 1.1.3, Fig 1.6).
+
+One run = one small network (a few hundred parameters, e.g. `model=mlp model.hidden=[4]` on digits:
+64*4+4 + 4*10+10 = 310 parameters), all on the full training set (one batch):
+
+1. ordinary training: `train_updates` updates of the configured optimizer on the cross-entropy;
+2. towards a critical point: `critical_updates` updates of the same optimizer class (lr `critical_lr`)
+   minimising the squared gradient norm |dL/dtheta|^2 (double backward), as the book's experiment does;
+3. the full Hessian of the training loss (torch.autograd.functional.hessian, vectorised) and its eigenvalues.
+
+Minimum ratio (the book's text reading, chosen here): the share of positive eigenvalues,
+    minimum_ratio = n_positive / n_parameters,
+so 1 means a local minimum. An eigenvalue counts as zero when |lambda| <= zero_tol * max|lambda|; both
+counts (n_positive, n_negative, n_zero) and the formula's literal reading n_positive / n_negative
+(`positive_over_negative`) are reported too. A sweep over seeds and training lengths gives the scatter
+of Fig 1.6 (leedl_cli.analysis.minimum_ratio:plot_minimum_ratio).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from leedl_cli.tasks.base import LeedlTask
+
+
+class MinimumRatio(LeedlTask):
+    def __init__(self, model, optimizer=None, scheduler=None, train_updates: int = 300, critical_updates: int = 500,
+                 critical_lr: float = 3e-3, zero_tol: float = 1e-6) -> None:
+        super().__init__(model, optimizer, scheduler)
+        self.automatic_optimization = False
+        self.train_updates, self.critical_updates = int(train_updates), int(critical_updates)
+        self.critical_lr, self.zero_tol = float(critical_lr), float(zero_tol)
+
+    def num_updates(self) -> int:
+        return max(1, self.train_updates)
+
+    def flat_loss(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        params, i = {}, 0
+        for name, p in self.model.named_parameters():
+            params[name] = flat[i:i + p.numel()].view_as(p)
+            i += p.numel()
+        return F.cross_entropy(functional_call(self.model, params, (x,)), y)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        optimizer = self.optimizers().optimizer
+        scheduler = self.lr_schedulers()
+        for _ in range(self.train_updates):              # 1. ordinary training
+            optimizer.zero_grad()
+            loss = F.cross_entropy(self.model(x), y)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+        params = [p for p in self.model.parameters()]
+        with torch.no_grad():
+            loss_trained = float(F.cross_entropy(self.model(x), y))
+        grad_before = self.grad_norm(x, y)
+        critical = self.optimizer_factory(params, lr=self.critical_lr)
+        for _ in range(self.critical_updates):           # 2. minimise |grad L|^2
+            critical.zero_grad()
+            loss = F.cross_entropy(self.model(x), y)
+            grads = torch.autograd.grad(loss, params, create_graph=True)
+            sq = sum((g * g).sum() for g in grads)
+            sq.backward()
+            critical.step()
+        flat = torch.cat([p.detach().reshape(-1) for p in params])
+        hessian = torch.autograd.functional.hessian(lambda f: self.flat_loss(f, x, y), flat, vectorize=True)
+        eig = torch.linalg.eigvalsh(0.5 * (hessian + hessian.T)).double()
+        zero = self.zero_tol * float(eig.abs().max())
+        n_pos, n_neg = int((eig > zero).sum()), int((eig < -zero).sum())
+        with torch.no_grad():
+            loss_final = float(F.cross_entropy(self.model(x), y))
+            acc = float((self.model(x).argmax(1) == y).float().mean())
+        self.results.update({
+            "training_loss": loss_final, "training_loss_before_critical": loss_trained, "train_accuracy": acc,
+            "grad_norm_before": grad_before, "grad_norm_after": self.grad_norm(x, y),
+            "n_parameters": len(eig), "n_positive": n_pos, "n_negative": n_neg, "n_zero": len(eig) - n_pos - n_neg,
+            "minimum_ratio": n_pos / len(eig), "positive_over_negative": n_pos / n_neg if n_neg else None,
+            "minimum_ratio_definition": "n_positive / n_parameters (eigenvalues with |lambda| <= zero_tol*max|lambda| are zero)",
+            "eigenvalues": eig.tolist(), "zero_tol": self.zero_tol,
+        })
+        self.log("train/loss", loss_final, batch_size=len(y))
+        self.log("train/minimum_ratio", n_pos / len(eig), batch_size=len(y))
+        return torch.tensor(loss_final)
+
+    def grad_norm(self, x, y) -> float:
+        params = list(self.model.parameters())
+        loss = F.cross_entropy(self.model(x), y)
+        grads = torch.autograd.grad(loss, params)
+        return float(torch.sqrt(sum((g * g).sum() for g in grads)))
+
+    def validation_step(self, batch, batch_idx):
+        pass
