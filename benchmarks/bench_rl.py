@@ -17,7 +17,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("LEEDL_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-N_ENVS, UPDATES, REPEATS = 8, 150, 3
+N_ENVS, UPDATES, REPEATS = 8, 40, 3
 
 
 def plain_reinforce(updates: int = UPDATES, seed: int = 0) -> float:

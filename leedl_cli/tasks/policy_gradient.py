@@ -64,6 +64,7 @@ class PolicyGradient(LeedlTask):
         self.b: float | None = None                # version 3's baseline
         self.env_steps = 0
         self.recent = deque(maxlen=20)             # returns of the last finished training episodes
+        self.finished: list[float] = []            # returns of the episodes finished since the last log
         self.envs = None
 
     # ---- the environment ------------------------------------------------------------------------
@@ -84,19 +85,21 @@ class PolicyGradient(LeedlTask):
 
     @staticmethod
     def _obs(x) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(x, dtype=np.float32)).flatten(1)
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).flatten(1)
 
     def _env_step(self, a: torch.Tensor):
         """One step of every environment: (s', r, terminated, done, s'_for_V) -- s'_for_V is the real last state
         of a finished episode (the vector env already returns the next episode's first state in s')."""
         s2, r, term, trunc, info = self.envs.step(a.numpy())
         self.env_steps += self.n_envs
-        s_next = np.array(s2, dtype=np.float32, copy=True)
-        if "_final_obs" in info:
+        s2 = self._obs(s2)
+        s_next = s2
+        if "_final_obs" in info and info["_final_obs"].any():
+            s_next = s2.clone()
             for i in np.flatnonzero(info["_final_obs"]):
-                s_next[i] = info["final_obs"][i]
-        return (self._obs(s2), torch.as_tensor(r, dtype=torch.float32), torch.as_tensor(term),
-                torch.as_tensor(term | trunc), self._obs(s_next))
+                s_next[i] = torch.from_numpy(np.asarray(info["final_obs"][i], dtype=np.float32)).flatten()
+        return (s2, torch.from_numpy(np.asarray(r, dtype=np.float32)), torch.from_numpy(term),
+                torch.from_numpy(term | trunc), s_next)
 
     @torch.no_grad()
     def _act(self, s: torch.Tensor) -> torch.Tensor:
@@ -173,7 +176,6 @@ class PolicyGradient(LeedlTask):
 
     # ---- steps 3-4: L = sum A_t e_t, one update -----------------------------------------------
     def training_step(self, batch_idx, _=None):
-        self.finished: list[float] = []
         b = self.collect()
         T, N = b["a"].shape
         s = b["s"].reshape(T * N, -1)
@@ -214,12 +216,17 @@ class PolicyGradient(LeedlTask):
         return loss.detach()
 
     def _log_update(self, loss, policy_loss, entropy, critic_loss) -> None:
+        """Every `trainer.log_every_n_steps` updates (what the loggers would keep anyway): losses, env steps,
+        the mean return of the episodes finished since the last log (the learning curve)."""
+        if self.global_step % max(1, self.trainer.log_every_n_steps) and not self.trainer.should_stop:
+            return
         metrics = {"train/loss": loss.detach(), "train/policy_loss": policy_loss.detach(),
                    "train/entropy": entropy.detach(), "train/env_steps": float(self.env_steps)}
         if critic_loss is not None:
             metrics["train/critic_loss"] = critic_loss.detach()
         if self.finished:
             metrics["train/episode_return"] = float(np.mean(self.finished))
+            self.finished = []
         if self.recent:
             metrics["train/return_recent"] = float(np.mean(self.recent))
         self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=1)
