@@ -26,6 +26,11 @@ class Surface(nn.Module):
     def loss(self, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def gradient(self, w: float, b: float) -> tuple[float, float]:
+        """dL/dw, dL/db in closed form on Python floats (the fast path of the error_surface task: no autograd
+        graph per update). Tests check it against autograd."""
+        raise NotImplementedError
+
     def forward(self) -> torch.Tensor:
         return self.loss(self.theta[0], self.theta[1])
 
@@ -78,6 +83,11 @@ class ElongatedQuadratic(Surface):
     def steep_offset(self, w, b):
         return (b - self.minimum[1]) - self.tilt * (w - self.minimum[0])
 
+    def gradient(self, w, b):
+        v = (b - self.minimum[1]) - self.tilt * (w - self.minimum[0])
+        dv = self.c * v / math.sqrt(1 + (v / self.s) * (v / self.s)) if math.isfinite(v) else v
+        return self.a * (w - self.minimum[0]) - self.tilt * dv, dv
+
     def loss(self, w, b):
         u = self.steep_offset(w, b) / self.s
         return 0.5 * self.a * (w - self.minimum[0]) ** 2 + self.c * self.s ** 2 * (torch.sqrt(1 + u * u) - 1)
@@ -95,6 +105,10 @@ class ToyNetwork(Surface):
     def __init__(self, start=(0.0, 0.0), x: float = 1.0, y: float = 1.0) -> None:
         super().__init__(start)
         self.x, self.y = float(x), float(y)
+
+    def gradient(self, w, b):
+        r = self.y - w * b * self.x
+        return -2 * r * b * self.x, -2 * r * w * self.x
 
     def loss(self, w, b):
         return (self.y - w * b * self.x) ** 2
@@ -124,6 +138,9 @@ class LocalMinimum(Surface):
             v -= (4 * v ** 3 - 4 * v + self.tilt) / (12 * v ** 2 - 4)
         self.local_minimum = (v, 0.0)
 
+    def gradient(self, w, b):
+        return 4 * w * (w * w - 1) + self.tilt, self.k * b
+
     def loss(self, w, b):
         return (w * w - 1) ** 2 + self.tilt * w + 0.5 * self.k * b * b
 
@@ -140,6 +157,9 @@ class Rosenbrock(Surface):
     def __init__(self, start=(-1.5, 2.0), scale: float = 100.0) -> None:
         super().__init__(start)
         self.scale = float(scale)
+
+    def gradient(self, w, b):
+        return -2 * (1 - w) - 4 * self.scale * w * (b - w * w), 2 * self.scale * (b - w * w)
 
     def loss(self, w, b):
         return (1 - w) ** 2 + self.scale * (b - w * w) ** 2

@@ -3,7 +3,10 @@
 The model is a `leedl_cli.models.surfaces.Surface` (its parameter is the point theta, its forward()
 the loss). There is no data: each Lightning step runs `updates_per_step` updates of the configured
 torch optimizer and scheduler (manual optimisation, `self.optimizers()` / `self.lr_schedulers()`),
-so 100,000 updates are 100 Lightning steps. Every update's theta and loss are kept in memory; at the
+so 100,000 updates are 100 Lightning steps. The gradient is the surface's closed form (`analytic: true`,
+checked against autograd by the tests; `analytic: false` uses autograd), written into theta.grad before
+the torch optimizer's own step(). Every update's theta is kept in memory (the loss is evaluated on the
+whole trajectory at the end); at the
 end the run writes `trajectory.csv` (subsampled to at most `max_rows` rows, always with the first
 and last point), `surface_grid.json` (the loss on a grid, for contour plots without torch) and puts
 the numbers of section 1.3 into results.json:
@@ -25,6 +28,7 @@ import math
 
 import torch
 
+from leedl_cli.models.surfaces import Surface
 from leedl_cli.tasks.base import LeedlTask
 
 log = logging.getLogger(__name__)
@@ -33,13 +37,13 @@ log = logging.getLogger(__name__)
 class ErrorSurface(LeedlTask):
     def __init__(self, model, optimizer=None, scheduler=None, updates: int = 100_000, updates_per_step: int = 1000,
                  max_rows: int = 4000, tol: float = 1e-3, settle_tol: float = 1e-3, burst_tol: float = 1e-2,
-                 grid: int = 121) -> None:
+                 grid: int = 121, analytic: bool = True) -> None:
         super().__init__(model, optimizer, scheduler)
         self.automatic_optimization = False
         self.updates, self.updates_per_step = int(updates), max(1, int(updates_per_step))
         self.max_rows, self.tol, self.settle_tol, self.burst_tol, self.grid = max_rows, tol, settle_tol, burst_tol, grid
         self.trajectory = torch.empty(self.updates + 1, 2, dtype=torch.float64)
-        self.losses = torch.full((self.updates + 1,), float("nan"), dtype=torch.float64)
+        self.analytic = analytic and type(model).gradient is not Surface.gradient
         self.done = 0
 
     # ---- data: one dummy item per Lightning step ------------------------------------------------
@@ -51,37 +55,59 @@ class ErrorSurface(LeedlTask):
         return self.updates
 
     def on_train_start(self) -> None:
-        with torch.no_grad():
-            self.trajectory[0] = self.model.theta.detach()
-            self.losses[0] = self.model().detach()
+        self.trajectory[0] = self.model.theta.detach()
 
     def training_step(self, batch, batch_idx):
         optimizer = self.optimizers().optimizer   # the configured torch optimizer itself (no per-update wrapper cost)
         scheduler = self.lr_schedulers()
-        theta, model = self.model.theta, self.model
         n = min(self.updates_per_step, self.updates - self.done)
-        loss = None
+        if n <= 0:
+            return None
+        if self.analytic:
+            self._updates_closed_form(optimizer, scheduler, n)
+        else:
+            self._updates_autograd(optimizer, scheduler, n)
+        with torch.no_grad():
+            loss = self.model().detach()
+        self.log("train/loss", loss.float(), on_step=True, prog_bar=True, batch_size=1)
+        self.check_finite(loss)
+        return loss
+
+    def _updates_closed_form(self, optimizer, scheduler, n: int) -> None:
+        """theta.grad from the surface's closed-form gradient (Python floats through numpy views of the
+        tensors: no autograd graph), then the torch optimizer's own step."""
+        theta = self.model.theta
+        if theta.grad is None:
+            theta.grad = torch.zeros_like(theta)
+        t, g = theta.detach().numpy(), theta.grad.numpy()
+        traj = self.trajectory.numpy()
+        gradient, step, done = self.model.gradient, optimizer.step, self.done
+        sched = scheduler.step if scheduler is not None else None
+        for _ in range(n):
+            g[0], g[1] = gradient(float(t[0]), float(t[1]))
+            step()
+            if sched is not None:
+                sched()
+            done += 1
+            traj[done] = t
+        self.done = done
+
+    def _updates_autograd(self, optimizer, scheduler, n: int) -> None:
+        theta, model = self.model.theta, self.model
         for _ in range(n):
             optimizer.zero_grad(set_to_none=False)
-            loss = model()
-            loss.backward()
+            model().backward()
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
             self.done += 1
             self.trajectory[self.done].copy_(theta.detach())
-            self.losses[self.done - 1].copy_(loss.detach())
-        if loss is None:
-            return None
-        self.log("train/loss", loss.detach().float(), on_step=True, prog_bar=True, batch_size=1)
-        self.check_finite(loss)
-        return loss.detach()
 
     # ---- the numbers and files of the run -------------------------------------------------------
     def on_train_end(self) -> None:
+        traj = self.trajectory[: self.done + 1]
         with torch.no_grad():
-            self.losses[self.done] = self.model().detach()
-        traj, losses = self.trajectory[: self.done + 1], self.losses[: self.done + 1]
+            losses = self.model.loss(traj[:, 0], traj[:, 1])
         self.results.update(self.summary(traj, losses))
         if self.run_dir is not None:
             self.write_trajectory(traj, losses)

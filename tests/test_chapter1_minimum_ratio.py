@@ -1,0 +1,28 @@
+"""Chapter 1.1.3 minimum ratio (Fig 1.6) and the MNIST batch-size presets: configs and a smoke run."""
+from __future__ import annotations
+
+import pytest
+
+
+def test_configs_compose(compose_cfg):
+    cfg = compose_cfg(["task=minimum_ratio"])
+    assert cfg.model.name == "mlp" and list(cfg.model.hidden) == [4]
+    for e in ("minimum_ratio", "batch_size_time", "batch_size_gap"):
+        assert compose_cfg([f"experiment={e}"]).report.get("book")
+
+
+def test_smoke_counts_eigenvalues(run_leedl):
+    r = run_leedl(["task=minimum_ratio", "debug=smoke", "threads=1", "seed=0"])
+    assert r["status"] == "ok", r.get("error")
+    assert r["n_parameters"] == 310 == len(r["eigenvalues"])
+    assert r["n_positive"] + r["n_negative"] + r["n_zero"] == 310
+    assert r["minimum_ratio"] == pytest.approx(r["n_positive"] / 310)
+
+
+def test_minimum_ratio_plot(tmp_path):
+    from leedl_cli.analysis.minimum_ratio import plot_minimum_ratio
+
+    runs = [{"status": "ok", "minimum_ratio": 0.6 + 0.1 * i, "training_loss": 1.0 - 0.3 * i, "grad_norm_after": 0.01}
+            for i in range(3)]
+    paths = plot_minimum_ratio(runs, tmp_path)
+    assert paths and paths[0].is_file()
