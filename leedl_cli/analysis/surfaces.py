@@ -97,10 +97,10 @@ def plot_trajectories(runs: list[dict], out_dir: Path, surface: str | None = Non
             y = np.hypot(np.array(t[names[0]]) - grid["minimum"][0], np.array(t[names[1]]) - grid["minimum"][1])
         else:
             y = np.array(t["loss"]) - Z.min()
-        y = np.where(np.isfinite(y), np.maximum(y, 1e-300), np.nan)
+        y = np.where(np.isfinite(y), np.maximum(y, 1e-12), np.nan)   # floored: 1e-300 would squash the plot
         ax.loglog(u, y, lw=0.9, label=_label(run))
     ax.set_xlabel("update")
-    ax.set_ylabel("distance to the minimum" if has_min else "loss - min(loss on grid)")
+    ax.set_ylabel(("distance to the minimum" if has_min else "loss - min(loss on grid)") + " (floor 1e-12)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     path = out_dir / f"{name}_distance.png"

@@ -7,8 +7,8 @@ so 100,000 updates are 100 Lightning steps. The gradient is the surface's closed
 checked against autograd by the tests; `analytic: false` uses autograd), written into theta.grad before
 the torch optimizer's own step(). Every update's theta is kept in memory (the loss is evaluated on the
 whole trajectory at the end); at the
-end the run writes `trajectory.csv` (subsampled to at most `max_rows` rows, always with the first
-and last point), `surface_grid.json` (the loss on a grid, for contour plots without torch) and puts
+end the run writes `trajectory.csv` (every update for the first max_rows/4, then an odd stride, always with
+the last point), `surface_grid.json` (the loss on a grid, for contour plots without torch) and puts
 the numbers of section 1.3 into results.json:
 
 - final_loss, final_w, final_b, distance_to_minimum (final), min_distance_to_minimum,
@@ -154,8 +154,10 @@ class ErrorSurface(LeedlTask):
 
     def write_trajectory(self, traj: torch.Tensor, losses: torch.Tensor) -> None:
         n = len(traj)
-        stride = max(1, math.ceil(n / self.max_rows))
-        rows = list(range(0, n, stride))
+        dense = min(n, self.max_rows // 4)   # every update at the start, where the path turns
+        stride = max(1, math.ceil((n - dense) / max(1, self.max_rows - dense)))
+        stride += 1 - stride % 2             # odd: an even stride would show only one wall of an oscillation
+        rows = list(range(dense)) + list(range(dense, n, stride))
         if rows[-1] != n - 1:
             rows.append(n - 1)
         with open(self.run_dir / "trajectory.csv", "w", newline="") as f:
