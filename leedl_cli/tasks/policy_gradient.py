@@ -45,7 +45,7 @@ class PolicyGradient(LeedlTask):
                  baseline_momentum: float = 0.9, eval_episodes: int = 100, eval_seed: int = 10_000,
                  eval_greedy: bool = True, eval_batch: int = 50, target_return: float | None = None,
                  check_every: int = 20, check_from: float = 0.8, max_episode_steps: int = 100_000,
-                 max_env_steps: int | None = None) -> None:
+                 max_env_steps: int | None = None, torch_threads: int | None = None) -> None:
         super().__init__(model, optimizer, scheduler)
         if version not in VERSIONS:
             raise LeedlError(f"unknown policy-gradient version {version!r}; choose one of {', '.join(VERSIONS)}")
@@ -61,6 +61,7 @@ class PolicyGradient(LeedlTask):
         self.eval_batch = eval_batch
         self.target_return, self.check_every, self.check_from = target_return, check_every, check_from
         self.max_episode_steps, self.max_env_steps = max_episode_steps, max_env_steps
+        self.torch_threads = torch_threads
         self.b: float | None = None                # version 3's baseline
         self.env_steps = 0
         self.recent = deque(maxlen=20)             # returns of the last finished training episodes
@@ -69,6 +70,8 @@ class PolicyGradient(LeedlTask):
 
     # ---- the environment ------------------------------------------------------------------------
     def on_train_start(self) -> None:
+        if self.torch_threads:
+            torch.set_num_threads(self.torch_threads)
         self.envs = self.trainer.datamodule.make_envs()
         self.n_envs = self.envs.num_envs
         self.env_seed = int(torch.initial_seed() % 2**31)    # the run's seed (seed_everything)
