@@ -7,8 +7,9 @@ import pytest
 def test_configs_compose(compose_cfg):
     cfg = compose_cfg(["task=minimum_ratio"])
     assert cfg.model.name == "mlp" and list(cfg.model.hidden) == [4]
-    for e in ("minimum_ratio", "batch_size_time", "batch_size_gap"):
+    for e in ("minimum_ratio", "batch_size_gap"):
         assert compose_cfg([f"experiment={e}"]).report.get("book")
+    assert compose_cfg(["experiment=batch_size_time"]).report.get("plots")
 
 
 def test_smoke_counts_eigenvalues(run_leedl):
