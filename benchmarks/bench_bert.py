@@ -53,7 +53,7 @@ def plain_epoch(ov: list[str], bf16: bool) -> tuple[float, int]:
 
 def leedl_epoch(ov: list[str], tokens: int) -> float:
     r = run_leedl(ov + ["logger=none", "callbacks=none", "trainer.max_epochs=1", "trainer.limit_val_batches=0",
-                        "trainer.enable_progress_bar=false", "task.test=false", "task.module.export=false"])
+                        "trainer.enable_progress_bar=false", "++task.test=false", "task.module.export=false"])
     assert r["status"] == "ok", r.get("error")
     return tokens / r["timings"]["per_epoch_s"]
 
