@@ -1,4 +1,10 @@
-"""Classification (images, any model that maps a batch of inputs to class logits): cross-entropy, accuracy."""
+"""Classification (images, any model that maps a batch of inputs to class logits): cross-entropy, accuracy.
+
+Per stage (train/val/test) a torchmetrics `Accuracy` and a `MeanMetric` of the loss accumulate over the epoch
+and are logged once at its end as `<stage>/acc` and `<stage>/loss` (torchmetrics syncs them across DDP
+processes). The training loss of single updates is logged as `train/loss_step` on the steps that reach the
+loggers (`trainer.log_every_n_steps`), which is what the training curves in metrics.csv show.
+"""
 from __future__ import annotations
 
 import torch
@@ -7,14 +13,17 @@ import torchmetrics
 
 from leedl_cli.tasks.base import LeedlTask
 
+STAGES = ("train", "val", "test")
+
 
 class Classification(LeedlTask):
     def __init__(self, model, optimizer=None, scheduler=None, num_classes: int = 10, label_smoothing: float = 0.0):
         super().__init__(model, optimizer, scheduler)
         self.label_smoothing = label_smoothing
         self.acc = torch.nn.ModuleDict(
-            {f"{s}_acc": torchmetrics.Accuracy(task="multiclass", num_classes=num_classes) for s in ("train", "val", "test")}
+            {f"{s}_acc": torchmetrics.Accuracy(task="multiclass", num_classes=num_classes) for s in STAGES}
         )
+        self.mean_loss = torch.nn.ModuleDict({f"{s}_loss": torchmetrics.MeanMetric() for s in STAGES})
 
     def forward(self, x):
         return self.model(x)
@@ -23,18 +32,36 @@ class Classification(LeedlTask):
         x, y = batch
         logits = self.model(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        acc = self.acc[f"{stage}_acc"]
-        acc(logits.detach(), y)
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y))
-        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.acc[f"{stage}_acc"].update(logits.detach(), y)
+        self.mean_loss[f"{stage}_loss"].update(loss.detach(), len(y))
         return loss
 
+    def _log_epoch(self, stage: str) -> None:
+        acc, loss = self.acc[f"{stage}_acc"], self.mean_loss[f"{stage}_loss"]
+        if acc.update_count == 0:   # e.g. limit_val_batches=0
+            return
+        self.log(f"{stage}/loss", loss.compute(), prog_bar=True)
+        self.log(f"{stage}/acc", acc.compute(), prog_bar=True)
+        acc.reset()
+        loss.reset()
+
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
+        loss = self._step(batch, "train")
+        if self.logs_this_step():
+            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+        return loss
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
 
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
