@@ -12,7 +12,6 @@ import argparse
 import os
 
 import torch
-
 from common import Timer, compose, run_leedl
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -10,7 +10,6 @@ import sys
 
 import torch
 import torch.nn.functional as F
-
 from common import Timer, compose, run_leedl
 
 BATCH = 128

@@ -22,7 +22,6 @@ N_ENVS, UPDATES, REPEATS = 8, 40, 3
 
 def plain_reinforce(updates: int = UPDATES, seed: int = 0) -> float:
     """Plain PyTorch: collect an episode per env, G'_t, loss = mean(G' * -log pi), Adam step. Returns steps/s."""
-    import numpy as np
     import torch
     import torch.nn.functional as F
 

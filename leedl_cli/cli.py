@@ -1,7 +1,6 @@
 """The `leedl` command: run / list / report / data. Thin; imports no torch or Lightning except for `run`."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -13,6 +12,8 @@ usage:
   leedl run [OVERRIDE ...]          one run (Hydra overrides: task=mnist model=mlp optimizer.lr=1e-3 ...)
   leedl run -m [OVERRIDE ...]       a sweep (Hydra multirun): leedl run -m optimizer=adagrad,rmsprop seed=0,1,2
   leedl run experiment=NAME         a preset that reproduces one figure/table of the book
+  leedl run resume=RUN_DIR|auto     continue an interrupted run from its last checkpoint, in its directory
+  leedl run -m ... skip_done=true   re-run a sweep: jobs that already ended ok are skipped, the rest run
   leedl run --help | --cfg job | --info    Hydra's own help, composed config, and config search path
   leedl report PATH [--metric M] [--x PARAM] [--curves]   table (mean ± std over seeds), report.md/.csv, plots
   leedl list [GROUP]                what each config group offers ({groups})
@@ -85,19 +86,61 @@ def cmd_data(args: list[str]) -> int:
     return 0
 
 
+def _output_root(args: list[str]) -> str:
+    import os
+
+    for a in args:
+        if a.startswith("output_root="):
+            return a.partition("=")[2]
+    return os.environ.get("LEEDL_OUTPUT_DIR", "outputs")
+
+
+def resolve_resume(args: list[str]) -> list[str]:
+    """`resume=DIR|auto` (single runs): the interrupted run's own overrides + the user's, in its directory."""
+    from leedl_cli.errors import LeedlError
+    from leedl_cli.resume import find_unfinished, resume_overrides
+
+    asked = [a.partition("=")[2] for a in args if a.lstrip("+").startswith("resume=")]
+    value = asked[-1] if asked else None
+    if value in (None, "", "null"):
+        return args
+    if any(a in ("-m", "--multirun") for a in args):
+        _die("resume= continues one run; to finish a sweep, run the same sweep command again with skip_done=true "
+             "(jobs that ended ok are skipped, the others run again)")
+    rest = [a for a in args if not a.lstrip("+").startswith("resume=")]
+    if value == "auto":
+        root = _output_root(rest)
+        found = find_unfinished(root, rest)
+        if found is None:
+            print(f"leedl run: resume=auto: no unfinished run with these overrides under {root}/; starting a new run",
+                  file=sys.stderr)
+            return rest
+        print(f"leedl run: resume=auto: continuing {found}", file=sys.stderr)
+        value = str(found)
+    try:
+        return resume_overrides(Path(value).resolve(), rest)
+    except LeedlError as err:
+        _die(str(err))
+    return args
+
+
 def cmd_run(args: list[str]) -> int:
+    args = resolve_resume(args)
     from leedl_cli import run
 
     sys.argv = ["leedl run", *args]
+    from leedl_cli.results import SWEEP_STATUSES
+
     run.main()
-    failed = [s for s in run.JOB_STATUSES if s == "failed"]
+    statuses = list(SWEEP_STATUSES) or run.JOB_STATUSES   # a sweep's jobs may have run in other processes
+    failed = [s for s in statuses if s == "failed"]
     if failed:
         last = run.LAST_RESULTS or {}
-        if len(run.JOB_STATUSES) == 1:
+        if len(statuses) == 1:
             print(f"leedl run: failed: {last.get('error', 'see the log')}\n  run directory: {last.get('run_dir')}",
                   file=sys.stderr)
         else:
-            print(f"leedl run: {len(failed)} of {len(run.JOB_STATUSES)} jobs failed (see `leedl report` on the sweep)",
+            print(f"leedl run: {len(failed)} of {len(statuses)} jobs failed (see `leedl report` on the sweep)",
                   file=sys.stderr)
         return 1
     return 0

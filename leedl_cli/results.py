@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_FILE = "results.json"
+SWEEP_STATUSES: list[str] = []   # filled after `leedl run -m` from the sweep's results.json files
 
 
 def _clean(value: Any) -> Any:

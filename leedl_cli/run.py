@@ -10,6 +10,7 @@ import logging
 import os
 import platform
 import secrets
+import sys
 import time
 import traceback
 import warnings
@@ -23,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from leedl_cli import resolvers  # noqa: F401  (registers ${leedl_uid:})
 from leedl_cli.errors import IncompatibleModelError, LeedlError
 from leedl_cli.paths import conf_dir
-from leedl_cli.results import RESULTS_FILE, write_json_atomic
+from leedl_cli.results import RESULTS_FILE, read_results, write_json_atomic
 
 log = logging.getLogger("leedl")
 warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
@@ -96,11 +97,11 @@ def build_module(cfg: DictConfig, model, shapes: dict):
     return hydra.utils.instantiate(module_cfg, _recursive_=False, **extra)
 
 
-def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
-    from pytorch_lightning.loggers import CSVLogger
+def build_loggers(cfg: DictConfig, run_dir: Path, wandb_id: str | None = None) -> list:
+    from leedl_cli.loggers import MetricsCSVLogger
 
-    loggers = [CSVLogger(save_dir=str(run_dir), name="", version="")]  # metrics.csv, whatever else is chosen
-    for key, lcfg in (cfg.get("logger") or {}).items():
+    loggers = [MetricsCSVLogger(save_dir=str(run_dir), name="", version="")]  # metrics.csv, whatever else is chosen
+    for lcfg in (cfg.get("logger") or {}).values():
         if lcfg is None or "_target_" not in lcfg:
             continue
         kwargs: dict[str, Any] = {"save_dir": str(run_dir)}
@@ -108,7 +109,7 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
             if lcfg.get("offline", True):
                 os.environ.setdefault("WANDB_MODE", "offline")
             kwargs.update(name=cfg.get("name") or run_dir.name, dir=str(run_dir),
-                          id=cfg.get("wandb_id") or None, resume="allow" if cfg.get("wandb_id") else None,
+                          id=wandb_id, resume="allow" if wandb_id else None,
                           tags=list(cfg.get("tags") or []))
         logger = hydra.utils.instantiate(lcfg, **kwargs)
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -118,7 +119,7 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
 
 def build_callbacks(cfg: DictConfig, run_dir: Path) -> list:
     callbacks = []
-    for key, ccfg in (cfg.get("callbacks") or {}).items():
+    for ccfg in (cfg.get("callbacks") or {}).values():
         if ccfg is None or "_target_" not in ccfg:
             continue
         kwargs = {}
@@ -144,6 +145,65 @@ def close_loggers(loggers: list, status: str) -> dict:
     return info
 
 
+def uses_wandb(cfg: DictConfig) -> bool:
+    return any(lcfg is not None and "WandbLogger" in str(lcfg.get("_target_", ""))
+               for lcfg in (cfg.get("logger") or {}).values())
+
+
+def launch_rank() -> int:
+    """This process's global rank as far as the environment says (DDP children, SLURM tasks); 0 otherwise."""
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(var, "").isdigit() and (var != "SLURM_PROCID" or int(os.environ.get("SLURM_NTASKS", 1)) > 1):
+            return int(os.environ[var])
+    return 0
+
+
+DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "RANK", "PL_GLOBAL_SEED")
+
+
+class ddp_children:
+    """While a DDP run starts its other processes, start them as `python -m leedl_cli.ddp_worker CONFIG RUN_DIR`.
+
+    Lightning's default re-runs the command line (`leedl run -m ...`), which under Hydra means a second run
+    directory per process, or the whole sweep again in every child. The worker runs exactly this job's
+    resolved config in the same run directory. Afterwards the DDP environment variables Lightning set in this
+    process and the process group are removed, so the next job of a sweep starts its own processes.
+    """
+
+    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+        self.cfg, self.run_dir = cfg, run_dir
+        self.config_file = run_dir / ".ddp_worker_config.yaml"
+
+    def __enter__(self):
+        import pytorch_lightning.strategies.launchers.subprocess_script as launcher
+
+        self.env = {k: os.environ.get(k) for k in DDP_ENV}
+        if launch_rank() != 0:
+            return self
+        OmegaConf.save(self.cfg, self.config_file, resolve=True)
+        command = [sys.executable, "-m", "leedl_cli.ddp_worker", str(self.config_file), str(self.run_dir)]
+        self.saved = (launcher._hydra_subprocess_cmd, launcher._basic_subprocess_cmd)
+        launcher._hydra_subprocess_cmd = lambda local_rank: (command, os.getcwd())
+        launcher._basic_subprocess_cmd = lambda: command
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import torch.distributed as dist
+
+        if launch_rank() == 0 and hasattr(self, "saved"):
+            import pytorch_lightning.strategies.launchers.subprocess_script as launcher
+
+            launcher._hydra_subprocess_cmd, launcher._basic_subprocess_cmd = self.saved
+            self.config_file.unlink(missing_ok=True)
+            for k, v in self.env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def _float_metrics(metrics: dict) -> dict:
     out = {}
     for k, v in metrics.items():
@@ -154,29 +214,77 @@ def _float_metrics(metrics: dict) -> dict:
     return out
 
 
+def _resume_state(cfg: DictConfig, run_dir: Path, writer: bool = True) -> dict:
+    """What a resumed run takes from the interrupted one: seed, wandb id, start time, its last checkpoint."""
+    from leedl_cli.resume import keep_completed_rows
+
+    old = read_results(run_dir / RESULTS_FILE) if (run_dir / RESULTS_FILE).is_file() else {}
+    state: dict[str, Any] = {"old": old, "ckpt": None}
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        import torch
+
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        state.update(ckpt=str(last), epoch=int(ckpt.get("epoch", -1)), global_step=int(ckpt.get("global_step", 0)))
+        del ckpt
+        if writer:
+            state["dropped_rows"] = keep_completed_rows(run_dir / "metrics.csv", state["epoch"], state["global_step"])
+    elif writer:   # killed before the first checkpoint: start over in the same directory
+        keep_completed_rows(run_dir / "metrics.csv", -1, 0)
+    return state
+
+
 def train(cfg: DictConfig, run_dir: str | os.PathLike, overrides: list[str] | None = None,
           choices: dict | None = None) -> dict:
     """Run one experiment described by `cfg`, writing everything into `run_dir`. Never raises for a failed run:
-    the returned dict (also results.json) says `status` ok / diverged / failed with the error."""
+    the returned dict (also results.json) says `status` ok / diverged / failed with the error.
+
+    With `cfg.resume` set (to `run_dir`), continue the interrupted run there: same seed and wandb run, from its
+    last end-of-epoch checkpoint, appending to metrics.csv. Only the process of global rank 0 writes files.
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    writer = launch_rank() == 0
+    resume = _resume_state(cfg, run_dir, writer) if cfg.get("resume") else None
+    old = resume["old"] if resume else {}
     with open_dict(cfg):
+        if old.get("seed") is not None:
+            cfg.seed = int(old["seed"])
         if cfg.get("seed") is None:
             cfg.seed = secrets.randbelow(2**31 - 1)
+    wandb_id = None
+    if uses_wandb(cfg):
+        wandb_id = old.get("wandb_id") or cfg.get("wandb_id") or secrets.token_hex(4)
     results: dict[str, Any] = {
         "status": "running",
         "task": cfg.task.get("name"),
         "model": cfg.model.get("name"),
         "choices": dict(choices or {}),
-        "overrides": list(overrides or []),
+        "overrides": list(old.get("overrides") or overrides or []),
         "seed": int(cfg.seed),
         "run_dir": str(run_dir),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+        "started": old.get("started") or time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         "report": OmegaConf.to_container(cfg.report, resolve=True) if cfg.get("report") else {},
         "versions": versions(),
+        "host": platform.node(),
+        "pid": os.getpid(),
     }
-    write_json_atomic(run_dir / RESULTS_FILE, results)
+    if wandb_id:
+        results["wandb_id"] = wandb_id
+    if resume:
+        results["resumed"] = list(old.get("resumed") or []) + [{
+            "at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+            "checkpoint": resume["ckpt"], "from_epoch": resume.get("epoch"),
+            "previous_status": old.get("status")}]
+        if old.get("overrides") and overrides:
+            extra = [o for o in overrides if o not in old["overrides"] and not o.startswith(("resume=", "hydra."))]
+            if extra:
+                results["resumed"][-1]["extra_overrides"] = extra
+        if writer:
+            log.info("resuming %s from %s", run_dir, resume["ckpt"] or "the start (no checkpoint yet)")
+    if writer:
+        write_json_atomic(run_dir / RESULTS_FILE, results)
     loggers: list = []
     module = None
     timing = None
@@ -193,6 +301,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike, overrides: list[str] | No
 
         if cfg.get("threads"):
             torch.set_num_threads(int(cfg.threads))
+        results["threads"] = torch.get_num_threads()
         pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
 
         datamodule = hydra.utils.instantiate(cfg.task.data) if cfg.task.get("data") else None
@@ -203,21 +312,25 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike, overrides: list[str] | No
         results["parameters"] = sum(p.numel() for p in model.parameters())
 
         timing = TimingCallback()
-        loggers = build_loggers(cfg, run_dir)
+        loggers = build_loggers(cfg, run_dir, wandb_id)
         callbacks = build_callbacks(cfg, run_dir) + [timing]
-        trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
-                                          default_root_dir=str(run_dir))
-        metrics: dict[str, float] = {}
-        if cfg.task.get("fit", True):
-            t0 = time.perf_counter()
-            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-            t_fit = time.perf_counter() - t0
-            metrics.update(_float_metrics(trainer.callback_metrics))
-        if cfg.task.get("test", True) and not module.diverged:
-            t0 = time.perf_counter()
-            for out in trainer.test(module, datamodule=datamodule, verbose=False):
-                metrics.update(_float_metrics(out))
-            t_test = time.perf_counter() - t0
+        with ddp_children(cfg, run_dir):
+            trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
+                                              default_root_dir=str(run_dir))
+            writer = trainer.global_rank == 0
+            metrics: dict[str, float] = {}
+            if cfg.task.get("fit", True):
+                t0 = time.perf_counter()
+                ckpt_path = resume["ckpt"] if resume and resume["ckpt"] else cfg.get("ckpt_path")
+                trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path,
+                            weights_only=False if resume and resume["ckpt"] else None)
+                t_fit = time.perf_counter() - t0
+                metrics.update(_float_metrics(trainer.callback_metrics))
+            if cfg.task.get("test", True) and not module.diverged:
+                t0 = time.perf_counter()
+                for out in trainer.test(module, datamodule=datamodule, verbose=False):
+                    metrics.update(_float_metrics(out))
+                t_test = time.perf_counter() - t0
         results["metrics"] = metrics
         results["status"] = "diverged" if module.diverged else "ok"
         if module.diverged:
@@ -235,8 +348,37 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike, overrides: list[str] | No
         finished = time.time()
         results["timings"] = {"total_s": finished - started, "fit_s": t_fit, "test_s": t_test,
                               **(timing.summary() if timing is not None else {})}
+        if resume and old.get("timings"):
+            results["timings"]["before_resume_total_s"] = old["timings"].get("total_s")
         results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(finished))
-        write_json_atomic(run_dir / RESULTS_FILE, results)
+        if writer:
+            write_json_atomic(run_dir / RESULTS_FILE, results)
+    return results
+
+
+def launcher_threads(hc) -> int | None:
+    """Torch threads per job under a parallel launcher (joblib): the cores split between the jobs at once."""
+    launcher = hc.launcher or {}
+    if "joblib" not in str(launcher.get("_target_", "")).lower():
+        return None
+    cores = os.cpu_count() or 1
+    n_jobs = int(launcher.get("n_jobs") or -1)
+    if n_jobs < 0:
+        n_jobs = max(1, cores + 1 + n_jobs)
+    return max(1, cores // n_jobs)
+
+
+def skip_if_done(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict | None:
+    """skip_done=true: when this job already finished with status ok under output_root, point to it instead."""
+    from leedl_cli.resume import find_done
+
+    done = find_done(cfg.output_root, overrides, exclude=run_dir)
+    if done is None:
+        return None
+    results = read_results(done / RESULTS_FILE)
+    results.update(skipped=True, done_in=str(done), run_dir=str(run_dir), overrides=list(overrides))
+    write_json_atomic(run_dir / RESULTS_FILE, results)
+    log.info("skip_done: this job already finished in %s (status ok); not run again", done)
     return results
 
 
@@ -246,13 +388,20 @@ def main(cfg: DictConfig) -> float | None:
 
     global LAST_RESULTS
     hc = HydraConfig.get()
-    results = train(cfg, hc.runtime.output_dir, overrides=list(hc.overrides.task),
-                    choices={k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")})
+    run_dir = Path(hc.runtime.output_dir)
+    overrides = list(hc.overrides.task)
+    results = skip_if_done(cfg, run_dir, overrides) if cfg.get("skip_done") else None
+    if results is None:
+        if cfg.get("threads") is None and (threads := launcher_threads(hc)):
+            with open_dict(cfg):
+                cfg.threads = threads
+        results = train(cfg, run_dir, overrides=overrides,
+                        choices={k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")})
+        log.info("run %s: %s -> %s", results["status"], run_dir, RESULTS_FILE)
+        if results.get("wandb_dir"):
+            log.info("offline wandb run; to upload it: wandb sync %s", results["wandb_dir"])
     JOB_STATUSES.append(results["status"])
     LAST_RESULTS = results
-    log.info("run %s: %s -> %s", results["status"], hc.runtime.output_dir, RESULTS_FILE)
-    if results.get("wandb_dir"):
-        log.info("offline wandb run; to upload it: wandb sync %s", results["wandb_dir"])
     metric = (cfg.get("report") or {}).get("optimize")
     if metric:   # for sweepers (optuna) that minimise/maximise a returned value
         value = results.get("metrics", {}).get(metric)

@@ -51,7 +51,8 @@ def test_best_span_respects_order_passage_and_length():
     assert (a, b) == (10, 15) and score == pytest.approx(8.0)
     _, a, b = best_span(start, end, offsets, max_answer_tokens=1)
     assert (a, b) == (10, 15)
-    start2 = np.array([0, 0, 5.0, 0, 0, 0]); end2 = np.array([0, 0, 0, 0, 5.0, 0])
+    start2 = np.array([0, 0, 5.0, 0, 0, 0])
+    end2 = np.array([0, 0, 0, 0, 5.0, 0])
     assert best_span(start2, end2, offsets)[1:] == (0, 15)
     assert best_span(start2, end2, offsets, max_answer_tokens=2)[1:] != (0, 15)   # 3 tokens is too long
 
@@ -64,7 +65,8 @@ def test_decode_answers_takes_the_best_window_and_maps_back_to_characters():
     starts = {0: np.array([0, 3.0, 0]), 1: np.array([0, 1.0])}
     ends = {0: np.array([0, 3.0, 0]), 1: np.array([0, 1.0])}
     assert decode_answers(examples, feats, starts, ends) == {"q": "Paris"}
-    starts[1] = np.array([0, 9.0]); ends[1] = np.array([0, 9.0])
+    starts[1] = np.array([0, 9.0])
+    ends[1] = np.array([0, 9.0])
     assert decode_answers(examples, feats, starts, ends) == {"q": "France"}
 
 

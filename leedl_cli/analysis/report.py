@@ -18,7 +18,8 @@ from typing import Any
 from leedl_cli.results import find_results, read_results
 
 # overrides that do not change what is measured: not a reason to put runs in different groups
-IGNORED_OVERRIDE_KEYS = {"seed", "resume", "skip_done", "threads", "output_root", "data_dir", "name", "tags"}
+IGNORED_OVERRIDE_KEYS = {"seed", "resume", "skip_done", "threads", "output_root", "data_dir", "name", "tags",
+                         "logger", "trainer.enable_progress_bar"}
 
 
 def override_key(item: str) -> tuple[str, str]:
@@ -42,6 +43,12 @@ def load_runs(root: Path) -> list[dict]:
         run["_dir"] = path.parent
         run["group"] = group_label(run)
         runs.append(run)
+    # skip_done leaves a copy of the earlier run's results (skipped, done_in); count each run once
+    loaded = {str(r["_dir"].resolve()) for r in runs}
+    runs = [r for r in runs if not (r.get("skipped") and str(Path(r.get("done_in", "")).resolve()) in loaded)]
+    for r in runs:
+        if r.get("skipped") and r.get("done_in"):
+            r["_dir"] = Path(r["done_in"])   # its metrics.csv and plots are there
     return runs
 
 

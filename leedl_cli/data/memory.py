@@ -2,7 +2,8 @@
 
 Lightning treats `InMemoryLoader` as any iterable of batches; it calls `sampler.set_epoch(epoch)`
 before each epoch, so the shuffle is a pure function of (seed, epoch) and a resumed run sees the same
-order. Under DDP each rank takes every world_size-th batch of the shared permutation.
+order. Under DDP each rank takes every world_size-th sample of the shared permutation (training: padded
+by wrapping around so all ranks run the same number of updates; evaluation: each sample exactly once).
 """
 from __future__ import annotations
 
@@ -43,22 +44,35 @@ class InMemoryLoader:
     def num_samples(self) -> int:
         return len(self.tensors[0])
 
-    def _num_batches_total(self) -> int:
-        n = self.num_samples
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+    def _rank_samples(self) -> int:
+        n, w = self.num_samples, self.world_size
+        if w == 1:
+            return n
+        return math.ceil(n / w) if self.shuffle else len(range(self.rank, n, w))
 
     def __len__(self) -> int:
-        return len(range(self.rank, self._num_batches_total(), self.world_size))
+        m = self._rank_samples()
+        return m // self.batch_size if self.drop_last else math.ceil(m / self.batch_size)
 
-    def __iter__(self):
-        n = self.num_samples
+    def _order(self) -> torch.Tensor | None:
+        """This rank's sample indices (None: all samples in order, read by slicing)."""
+        n, w = self.num_samples, self.world_size
+        order = None
         if self.shuffle:
             gen = torch.Generator().manual_seed(self.seed * 100_003 + self.sampler.epoch)
             order = torch.randperm(n, generator=gen)
-        else:
-            order = None
-        for b in range(self.rank, self._num_batches_total(), self.world_size):
-            lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, n)
+        if w == 1:
+            return order
+        if order is None:
+            return torch.arange(self.rank, n, w)      # evaluation: every sample once over all ranks
+        padded = torch.cat([order, order[: math.ceil(n / w) * w - n]])   # training: equal counts per rank
+        return padded[self.rank::w]
+
+    def __iter__(self):
+        order = self._order()
+        m = self._rank_samples()
+        for b in range(len(self)):
+            lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, m)
             if order is None:
                 yield tuple(t[lo:hi] for t in self.tensors)
             else:

@@ -30,6 +30,29 @@ def build_scheduler(scheduler_cfg: DictConfig | dict | None, optimizer: torch.op
     return factory(optimizer, total_steps=max(1, int(total_steps))), interval
 
 
+def rng_states() -> dict:
+    import random
+
+    import numpy as np
+
+    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
 class LeedlTask(pl.LightningModule):
     def __init__(
         self,
@@ -80,6 +103,16 @@ class LeedlTask(pl.LightningModule):
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if loss is not None:
             self.check_finite(loss)
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep the random-number generators' states, so a resumed run draws the same dropout masks, noise
+        and samples as an uninterrupted one (Lightning restores weights, optimizer, scheduler and loops)."""
+        checkpoint["leedl_rng"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "leedl_rng" in checkpoint:
+            set_rng_states(checkpoint["leedl_rng"])
 
     # ---- logging -----------------------------------------------------------------------------
     def logs_this_step(self) -> bool:

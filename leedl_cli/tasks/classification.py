@@ -40,8 +40,9 @@ class Classification(LeedlTask):
         acc, loss = self.acc[f"{stage}_acc"], self.mean_loss[f"{stage}_loss"]
         if acc.update_count == 0:   # e.g. limit_val_batches=0
             return
-        self.log(f"{stage}/loss", loss.compute(), prog_bar=True)
-        self.log(f"{stage}/acc", acc.compute(), prog_bar=True)
+        # compute() already gathers every DDP process's counts: the values agree on all ranks
+        self.log(f"{stage}/loss", loss.compute(), prog_bar=True, sync_dist=True)
+        self.log(f"{stage}/acc", acc.compute(), prog_bar=True, sync_dist=True)
         acc.reset()
         loss.reset()
 

@@ -14,9 +14,8 @@ from __future__ import annotations
 import copy
 import logging
 
-import torch
-
 import pytorch_lightning as pl
+import torch
 
 from leedl_cli.tasks import returns
 from leedl_cli.tasks.base import LeedlTask

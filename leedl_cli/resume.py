@@ -1,0 +1,122 @@
+"""Resume an interrupted run, skip the finished jobs of a re-run sweep. Imports nothing heavy (the CLI uses it).
+
+A run is *the same job* as an earlier one when its command-line overrides are the same, apart from the
+options that only say how or where to run (`resume`, `skip_done`, `threads`, `hydra.*`, ...). `results.json`
+says how a run ended: `ok` and `diverged` are finished; `running` (killed) and `failed` are not.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from pathlib import Path
+
+from leedl_cli.errors import LeedlError
+from leedl_cli.results import RESULTS_FILE, read_results
+
+# overrides that do not change what a job computes
+NOT_PART_OF_THE_JOB = {"resume", "skip_done", "threads", "output_root", "data_dir", "wandb_id", "ckpt_path"}
+FINISHED = {"ok", "diverged"}
+
+
+def override_key(item: str) -> str:
+    return item.partition("=")[0].lstrip("+~")
+
+
+def job_key(overrides: list[str]) -> tuple[str, ...]:
+    """The overrides that define a job, normalised (order and `+`/`++` prefixes do not matter)."""
+    keep = []
+    for item in overrides:
+        key = override_key(item)
+        if key in NOT_PART_OF_THE_JOB or key.startswith("hydra") or key.startswith("--"):
+            continue
+        keep.append(f"{key}={item.partition('=')[2]}")
+    return tuple(sorted(keep))
+
+
+def iter_runs(output_root: str | os.PathLike):
+    """(run_dir, results) for every readable results.json under output_root, newest first."""
+    found = []
+    for sub in ("runs", "multirun"):
+        base = Path(output_root) / sub
+        if base.is_dir():
+            found += list(base.rglob(RESULTS_FILE))
+    found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in found:
+        try:
+            yield path.parent, read_results(path)
+        except (OSError, ValueError):
+            continue
+
+
+def find_done(output_root: str | os.PathLike, overrides: list[str], exclude: Path | None = None) -> Path | None:
+    """The newest run of this job that finished with status ok (for skip_done)."""
+    key = job_key(overrides)
+    for run_dir, res in iter_runs(output_root):
+        if res.get("status") == "ok" and not res.get("skipped") and job_key(res.get("overrides", [])) == key:
+            if exclude is None or run_dir.resolve() != exclude.resolve():
+                return run_dir
+    return None
+
+
+def find_unfinished(output_root: str | os.PathLike, overrides: list[str]) -> Path | None:
+    """The newest run of this job that did not finish (killed: `running`; crashed: `failed`), for resume=auto."""
+    key = job_key(overrides)
+    for run_dir, res in iter_runs(output_root):
+        if res.get("status") not in FINISHED | {"skipped"} and job_key(res.get("overrides", [])) == key:
+            return run_dir
+    return None
+
+
+def resume_overrides(run_dir: Path, extra: list[str]) -> list[str]:
+    """The overrides that continue `run_dir`: its own, then the user's extra ones (which win), then where to write."""
+    results_path = run_dir / RESULTS_FILE
+    if not results_path.is_file():
+        raise LeedlError(f"resume={run_dir}: not a leedl run directory (no {RESULTS_FILE} there). "
+                         f"Give a directory under outputs/runs/, or resume=auto.")
+    old = read_results(results_path)
+    if old.get("status") in FINISHED:
+        raise LeedlError(f"resume={run_dir}: that run already finished (status {old['status']}); nothing to resume. "
+                         f"Start a new run without resume=.")
+    if old.get("skipped"):
+        raise LeedlError(f"resume={run_dir}: that job was skipped (done in {old.get('done_in')}); nothing to resume.")
+    extra_keys = {override_key(o) for o in extra}
+    kept = [o for o in old.get("overrides", []) if override_key(o) not in extra_keys | {"resume"}]
+    quoted = "'" + str(run_dir).replace("'", "\\'") + "'"
+    return kept + list(extra) + [f"resume={quoted}", f"hydra.run.dir={quoted}", "hydra.output_subdir=null"]
+
+
+def keep_completed_rows(metrics_csv: Path, last_epoch: int, global_step: int) -> int:
+    """Drop the rows logged after the checkpoint a run resumes from (the epoch that was cut short), atomically.
+
+    Rows with an epoch keep epochs <= last_epoch; rows without one (learning-rate monitor) keep steps before
+    global_step. A half-written last line (killed while writing) is dropped. Returns the rows dropped.
+    """
+    if not metrics_csv.is_file():
+        return 0
+    with open(metrics_csv, newline="") as f:
+        reader = csv.DictReader(f)
+        fields = reader.fieldnames or []
+        rows = list(reader)
+    kept = []
+    for row in rows:
+        if None in row or any(v is None for v in row.values()):   # truncated line
+            continue
+        try:
+            epoch = row.get("epoch", "")
+            if epoch not in ("", None):
+                ok = int(float(epoch)) <= last_epoch
+            else:
+                ok = int(float(row.get("step") or 0)) < global_step
+        except ValueError:
+            continue
+        if ok:
+            kept.append(row)
+    fd, tmp = tempfile.mkstemp(prefix=".metrics.", suffix=".csv.tmp", dir=metrics_csv.parent)
+    with os.fdopen(fd, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(kept)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, metrics_csv)
+    return len(rows) - len(kept)
