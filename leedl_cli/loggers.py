@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 
 from lightning_fabric.loggers.logger import rank_zero_experiment
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+
+from leedl_cli.results import write_csv_atomic
 
 
 class _AppendingWriter(ExperimentWriter):
@@ -28,13 +29,7 @@ class _AppendingWriter(ExperimentWriter):
     def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
         with open(self.metrics_file_path, newline="") as f:
             rows = list(csv.DictReader(f))
-        fd, tmp = tempfile.mkstemp(prefix=".metrics.", suffix=".csv.tmp", dir=self.log_dir)
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fieldnames)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, self.metrics_file_path)
+        write_csv_atomic(self.metrics_file_path, fieldnames, rows)
 
 
 class MetricsCSVLogger(CSVLogger):

@@ -23,14 +23,15 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(path: str | os.PathLike, data: dict) -> Path:
-    """Write `data` to a temporary file beside `path`, then rename: readers never see half a file."""
+def replace_atomically(path: str | os.PathLike, write, newline: str | None = None) -> Path:
+    """Call `write(file)` on a temporary file beside `path`, then rename it over `path`: readers (and a
+    process killed meanwhile) never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_clean(data), f, indent=2, sort_keys=False, default=str)
+        with os.fdopen(fd, "w", newline=newline) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
@@ -39,6 +40,21 @@ def write_json_atomic(path: str | os.PathLike, data: dict) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json_atomic(path: str | os.PathLike, data: dict) -> Path:
+    return replace_atomically(path, lambda f: json.dump(_clean(data), f, indent=2, sort_keys=False, default=str))
+
+
+def write_csv_atomic(path: str | os.PathLike, fieldnames: list[str], rows: list[dict]) -> Path:
+    import csv
+
+    def write(f) -> None:
+        writer = csv.DictWriter(f, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
+
+    return replace_atomically(path, write, newline="")
 
 
 def read_results(path: str | os.PathLike) -> dict:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from pathlib import Path
 
 from leedl_cli.errors import LeedlError
-from leedl_cli.results import RESULTS_FILE, read_results
+from leedl_cli.results import RESULTS_FILE, read_results, write_csv_atomic
 
 # overrides that do not change what a job computes
 NOT_PART_OF_THE_JOB = {"resume", "skip_done", "threads", "output_root", "data_dir", "wandb_id", "ckpt_path"}
@@ -112,11 +111,5 @@ def keep_completed_rows(metrics_csv: Path, last_epoch: int, global_step: int) ->
             continue
         if ok:
             kept.append(row)
-    fd, tmp = tempfile.mkstemp(prefix=".metrics.", suffix=".csv.tmp", dir=metrics_csv.parent)
-    with os.fdopen(fd, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(kept)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, metrics_csv)
+    write_csv_atomic(metrics_csv, fields, kept)
     return len(rows) - len(kept)

@@ -301,6 +301,8 @@ def print_table(root: Path, rows, metrics, claims, failed, plots) -> None:
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:   # piped or captured: do not fold the table into 80 columns
+        console = Console(width=200)
     table = Table(title=f"leedl report: {root}")
     for col in ["group", "runs", "ok", "div", "fail", *metrics, "s/run"]:
         table.add_column(col, overflow="fold")

@@ -20,11 +20,7 @@ import random
 import zipfile
 from pathlib import Path
 
-import pytorch_lightning as pl
-import torch
-from torch.utils.data import DataLoader
-
-from leedl_cli.data.text import SPLIT_SEED, FeatureDataset, PadCollator
+from leedl_cli.data.text import SPLIT_SEED, TokenizedDataModule
 from leedl_cli.errors import LeedlError
 from leedl_cli.paths import data_path, require_files
 
@@ -141,7 +137,7 @@ def tokenize_examples(tokenizer, examples: list[dict], max_length: int, stride: 
     return features
 
 
-class SquadDataModule(pl.LightningDataModule):
+class SquadDataModule(TokenizedDataModule):
     """SQuAD-format extractive QA with the backbone's own fast tokenizer and dynamic padding."""
 
     def __init__(self, backbone: str = "minilm", dataset: str = "squad", data_dir: str | None = None,
@@ -226,17 +222,3 @@ class SquadDataModule(pl.LightningDataModule):
     def model_kwargs(self) -> dict:
         return {"head": "qa"}
 
-    # ---- loaders -----------------------------------------------------------------------------
-    def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
-        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(FeatureDataset(self.features[split]), batch_size=batch_size, shuffle=shuffle,
-                          generator=gen, collate_fn=PadCollator(self.tokenizer.pad_token_id))
-
-    def train_dataloader(self):
-        return self._loader("train", True, self.batch_size)
-
-    def val_dataloader(self):
-        return self._loader("val", False, self.eval_batch_size)
-
-    def test_dataloader(self):
-        return self._loader("test", False, self.eval_batch_size)

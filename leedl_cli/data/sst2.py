@@ -11,11 +11,7 @@ import logging
 import random
 from pathlib import Path
 
-import pytorch_lightning as pl
-import torch
-from torch.utils.data import DataLoader
-
-from leedl_cli.data.text import SPLIT_SEED, FeatureDataset, PadCollator
+from leedl_cli.data.text import SPLIT_SEED, TokenizedDataModule
 from leedl_cli.paths import data_path, require_files
 
 log = logging.getLogger(__name__)
@@ -34,7 +30,7 @@ def read_tsv(path: str | Path) -> list[tuple[str, int]]:
     return rows
 
 
-class SST2DataModule(pl.LightningDataModule):
+class SST2DataModule(TokenizedDataModule):
     num_classes = 2
 
     def __init__(self, backbone: str = "minilm", data_dir: str | None = None, max_length: int = 64,
@@ -74,17 +70,3 @@ class SST2DataModule(pl.LightningDataModule):
 
     def model_kwargs(self) -> dict:
         return {"head": "classification", "num_labels": self.num_classes, "num_classes": self.num_classes}
-
-    def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
-        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(FeatureDataset(self.features[split]), batch_size=batch_size, shuffle=shuffle,
-                          generator=gen, collate_fn=PadCollator(self.tokenizer.pad_token_id))
-
-    def train_dataloader(self):
-        return self._loader("train", True, self.batch_size)
-
-    def val_dataloader(self):
-        return self._loader("val", False, self.eval_batch_size)
-
-    def test_dataloader(self):
-        return self._loader("test", False, self.eval_batch_size)

@@ -119,7 +119,35 @@ def read_corpus(source: str, data_dir: str | None) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-class TextDataModule(pl.LightningDataModule):
+class TokenizedDataModule(pl.LightningDataModule):
+    """Loaders over lists of tokenized features: shuffled by the run's seed for training, dynamic padding.
+
+    Subclasses set `self.tokenizer`, `self.batch_size` (and `self.eval_batch_size`, else the same) and hold
+    `self.features[split]`; they may change how a batch is collated (`_collator`).
+    """
+
+    seed: int = 0
+
+    def _collator(self):
+        return PadCollator(self.tokenizer.pad_token_id)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
+        batch_size = self.batch_size if shuffle else getattr(self, "eval_batch_size", self.batch_size)
+        return DataLoader(FeatureDataset(self.features[split]), batch_size=batch_size, shuffle=shuffle,
+                          generator=gen, collate_fn=self._collator())
+
+    def train_dataloader(self):
+        return self._loader("train", True)
+
+    def val_dataloader(self):
+        return self._loader("val", False)
+
+    def test_dataloader(self):
+        return self._loader("test", False)
+
+
+class TextDataModule(TokenizedDataModule):
     """Masked-LM pretraining data: lines of a corpus packed into blocks of `max_length` tokens."""
 
     def __init__(self, backbone: str = "minilm", corpus: str = "sst2", data_dir: str | None = None,
@@ -168,19 +196,12 @@ class TextDataModule(pl.LightningDataModule):
         self.setup()
         return {"head": "mlm", "vocab_size": len(self.tokenizer)}
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(FeatureDataset(self.splits[split]), batch_size=self.batch_size, shuffle=shuffle,
-                          generator=gen, collate_fn=MLMCollator(self.tokenizer, self.mask_probability))
+    @property
+    def features(self) -> dict[str, list[dict]]:
+        return self.splits or {}
 
-    def train_dataloader(self):
-        return self._loader("train", True)
-
-    def val_dataloader(self):
-        return self._loader("val", False)
-
-    def test_dataloader(self):
-        return self._loader("test", False)
+    def _collator(self):
+        return MLMCollator(self.tokenizer, self.mask_probability)
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

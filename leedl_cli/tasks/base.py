@@ -53,6 +53,19 @@ def set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+class StagedSteps:
+    """For tasks whose train/val/test steps are one `_step(batch, stage)`: the three Lightning hooks."""
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+
 class LeedlTask(pl.LightningModule):
     def __init__(
         self,

@@ -11,12 +11,12 @@ import torch
 import torch.nn.functional as F
 import torchmetrics
 
-from leedl_cli.tasks.base import LeedlTask
+from leedl_cli.tasks.base import LeedlTask, StagedSteps
 
 STAGES = ("train", "val", "test")
 
 
-class Classification(LeedlTask):
+class Classification(StagedSteps, LeedlTask):
     def __init__(self, model, optimizer=None, scheduler=None, num_classes: int = 10, label_smoothing: float = 0.0):
         super().__init__(model, optimizer, scheduler)
         self.label_smoothing = label_smoothing
@@ -51,12 +51,6 @@ class Classification(LeedlTask):
         if self.logs_this_step():
             self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         return loss
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")

@@ -14,12 +14,12 @@ import math
 import torch
 
 from leedl_cli.data.text import IGNORE_INDEX
-from leedl_cli.tasks.base import LeedlTask
+from leedl_cli.tasks.base import LeedlTask, StagedSteps
 
 log = logging.getLogger(__name__)
 
 
-class MaskedLMPretraining(LeedlTask):
+class MaskedLMPretraining(StagedSteps, LeedlTask):
     def __init__(self, model, optimizer=None, scheduler=None, export: bool = True) -> None:
         super().__init__(model, optimizer, scheduler)
         self.export = export
@@ -32,15 +32,6 @@ class MaskedLMPretraining(LeedlTask):
         self.log(f"{stage}/loss", out.loss, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=max(n, 1))
         self.log(f"{stage}/masked_acc", acc, on_step=False, on_epoch=True, batch_size=max(n, 1))
         return out.loss
-
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         loss = self.trainer.callback_metrics.get("test/loss")

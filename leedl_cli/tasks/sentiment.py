@@ -13,13 +13,13 @@ import torch
 import torch.nn.functional as F
 import torchmetrics
 
-from leedl_cli.tasks.base import LeedlTask
+from leedl_cli.tasks.base import LeedlTask, StagedSteps
 
 log = logging.getLogger(__name__)
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-class SentenceClassification(LeedlTask):
+class SentenceClassification(StagedSteps, LeedlTask):
     def __init__(self, model, optimizer=None, scheduler=None, num_classes: int = 2, export: bool = False) -> None:
         super().__init__(model, optimizer, scheduler)
         self.export = export
@@ -38,15 +38,6 @@ class SentenceClassification(LeedlTask):
             self.log("train/tokens", float(batch["attention_mask"].sum()), on_step=False, on_epoch=True,
                      reduce_fx="sum", batch_size=len(y))
         return loss
-
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
 
     def on_fit_end(self) -> None:
         if self.export and self.run_dir is not None and self.trainer.is_global_zero and not self.diverged:
