@@ -81,3 +81,10 @@ def test_missing_data_names_the_path_and_the_fix(run_leedl, tmp_path):
     r = run_leedl(["debug=smoke", "task=mnist", f"data_dir={tmp_path}/nowhere", "task.data.download=false"])
     assert r["status"] == "failed" and r["error_type"] == "DataNotFoundError"
     assert f"{tmp_path}/nowhere/mnist" in r["error"] and "LEEDL_DATA_DIR" in r["error"]
+
+
+def test_bf16_mixed_precision_runs_on_the_cpu(run_leedl):
+    """The precision override users take to GPUs (trainer.precision=bf16-mixed) also runs on the CPU."""
+    r = run_leedl(["debug=smoke", "seed=0", "model=cnn", "trainer.precision=bf16-mixed"])
+    assert r["status"] == "ok", r.get("error")
+    assert 0.0 <= r["metrics"]["test/acc"] <= 1.0 and r["metrics"]["test/loss"] > 0

@@ -68,7 +68,12 @@ def matches(run: dict, where: dict) -> bool:
 
 
 def metric(run: dict, name: str) -> float | None:
+    """A metric (`test/acc`), a top-level results field (`minimum_ratio`) or a dotted path (`timings.per_update_s`)."""
     value = run.get("metrics", {}).get(name, run.get(name))
+    if value is None and "." in name:
+        value = run
+        for part in name.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
     try:
         value = float(value)
     except (TypeError, ValueError):
