@@ -33,7 +33,7 @@ def test_smoke(run_leedl, task):
         assert {"test/return_mean", "test/return_std", "train/env_steps"} <= set(r["metrics"])
 
 
-@pytest.mark.parametrize("version", ["v0", "v1", "v2", "v3", "v3_5", "v4"])
+@pytest.mark.parametrize("version", ["v0", "v1", "v2", "v3", "v3_5", "v4", "ppo"])
 def test_every_version_runs(run_leedl, version):
     r = run_leedl(["task=cartpole", "debug=smoke", "threads=1", f"task.module.version={version}",
                    "task.module.critic=mc"])

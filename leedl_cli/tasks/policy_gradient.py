@@ -14,6 +14,10 @@ Versions (named as in the book, ch. 7.3-7.5):
     v3   A_t = G'_t - b, b a running mean of G'
     v3_5 A_t = G'_t - V(s_t), the critic V trained by Monte Carlo (critic=mc) or TD (critic=td)
     v4   A_t = r_t + gamma V(s_t+1) - V(s_t)  (advantage actor-critic; `gae_lambda` > 0 sums these TD errors)
+    ppo  v4's advantages, but the collected data is used for `ppo_epochs` passes of minibatch updates: from the
+         second update on the data come from an older policy, so each e_t is weighted by the importance ratio
+         pi_theta(a_t|s_t) / pi_old(a_t|s_t), clipped to [1 - ppo_clip, 1 + ppo_clip] (ch. 7's off-policy
+         learning: proximal policy optimisation, PPO)
 v0..v3_5 collect whole episodes (one per environment, reset at the start of every collection, as in the book);
 v4 collects `n_steps` from every environment and bootstraps with V, so episodes run on across updates.
 """
@@ -33,9 +37,9 @@ from leedl_cli.tasks.base import LeedlTask
 
 log = logging.getLogger(__name__)
 
-VERSIONS = ("v0", "v1", "v2", "v3", "v3_5", "v4")
+VERSIONS = ("v0", "v1", "v2", "v3", "v3_5", "v4", "ppo")
 EPISODIC = ("v0", "v1", "v2", "v3", "v3_5")      # versions that need whole episodes (Monte Carlo returns)
-WITH_CRITIC = ("v3_5", "v4")
+WITH_CRITIC = ("v3_5", "v4", "ppo")
 
 
 class PolicyGradient(LeedlTask):
@@ -45,7 +49,8 @@ class PolicyGradient(LeedlTask):
                  baseline_momentum: float = 0.9, eval_episodes: int = 100, eval_seed: int = 10_000,
                  eval_greedy: bool = True, eval_batch: int = 50, target_return: float | None = None,
                  check_every: int = 20, check_from: float = 0.8, max_episode_steps: int = 100_000,
-                 max_env_steps: int | None = None, torch_threads: int | None = None) -> None:
+                 max_env_steps: int | None = None, torch_threads: int | None = None, ppo_epochs: int = 4,
+                 ppo_minibatches: int = 4, ppo_clip: float = 0.2) -> None:
         super().__init__(model, optimizer, scheduler)
         if version not in VERSIONS:
             raise LeedlError(f"unknown policy-gradient version {version!r}; choose one of {', '.join(VERSIONS)}")
@@ -62,6 +67,7 @@ class PolicyGradient(LeedlTask):
         self.target_return, self.check_every, self.check_from = target_return, check_every, check_from
         self.max_episode_steps, self.max_env_steps = max_episode_steps, max_env_steps
         self.torch_threads = torch_threads
+        self.ppo_epochs, self.ppo_minibatches, self.ppo_clip = int(ppo_epochs), int(ppo_minibatches), ppo_clip
         self.b: float | None = None                # version 3's baseline
         self.env_steps = 0
         self.recent = deque(maxlen=20)             # returns of the last finished training episodes
@@ -180,6 +186,8 @@ class PolicyGradient(LeedlTask):
     # ---- steps 3-4: L = sum A_t e_t, one update -----------------------------------------------
     def training_step(self, batch_idx, _=None):
         b = self.collect()
+        if self.version == "ppo":
+            return self._ppo_updates(b)
         T, N = b["a"].shape
         s = b["s"].reshape(T * N, -1)
         if self.version in WITH_CRITIC:
@@ -203,12 +211,7 @@ class PolicyGradient(LeedlTask):
             critic_loss = critic_loss.reshape(-1)[valid].mean()
             loss = loss + self.value_coef * critic_loss
 
-        opt = self.optimizers()
-        opt.zero_grad()
-        self.manual_backward(loss)
-        if self.max_grad_norm:
-            self.clip_gradients(opt, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
-        opt.step()
+        self._update(loss)
         sched = self.lr_schedulers()
         if sched is not None:
             sched.step()
@@ -216,6 +219,53 @@ class PolicyGradient(LeedlTask):
         self._maybe_stop_early()
         if self.max_env_steps and self.env_steps >= self.max_env_steps:
             self.trainer.should_stop = True     # the env-step budget is spent
+        return loss.detach()
+
+    def _update(self, loss: torch.Tensor) -> None:
+        opt = self.optimizers()
+        opt.zero_grad()
+        self.manual_backward(loss)
+        if self.max_grad_norm:
+            self.clip_gradients(opt, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
+        opt.step()
+
+    def _ppo_updates(self, b: dict) -> torch.Tensor:
+        """PPO: GAE advantages and value targets from the collecting policy, then `ppo_epochs` passes of
+        `ppo_minibatches` updates of the clipped importance-weighted objective (one scheduler step per collection)."""
+        T, N = b["a"].shape
+        s, a = b["s"].reshape(T * N, -1), b["a"].reshape(-1)
+        with torch.no_grad():
+            logits_old, v_old = self.model(s)
+            v_next = self.model.critic(b["s_next"].reshape(T * N, -1)).reshape(T, N)
+            delta = returns.td_error(b["r"], v_old.reshape(T, N), v_next, b["terminated"], self.gamma)
+            A_all = returns.gae(delta, b["done"], self.gamma, self.gae_lambda).reshape(-1)
+            target_all = A_all + v_old.reshape(-1)
+            logp_old_all = -F.cross_entropy(logits_old, a, reduction="none")
+        n = T * N
+        size = max(1, n // max(1, self.ppo_minibatches))
+        for _ in range(max(1, self.ppo_epochs)):
+            order = torch.randperm(n)
+            for start in range(0, n, size):
+                idx = order[start:start + size]
+                logits, v = self.model(s[idx])
+                A = A_all[idx]
+                if self.normalize_advantage and A.numel() > 1:
+                    A = (A - A.mean()) / (A.std() + 1e-8)
+                logp = -F.cross_entropy(logits, a[idx], reduction="none")
+                ratio = (logp - logp_old_all[idx]).exp()
+                clipped = ratio.clamp(1 - self.ppo_clip, 1 + self.ppo_clip)
+                policy_loss = -torch.min(ratio * A, clipped * A).mean()
+                entropy = torch.distributions.Categorical(logits=logits).entropy().mean()
+                critic_loss = ((v - target_all[idx]) ** 2).mean()
+                loss = policy_loss - self.entropy_coef * entropy + self.value_coef * critic_loss
+                self._update(loss)
+        sched = self.lr_schedulers()
+        if sched is not None:
+            sched.step()
+        self._log_update(loss, policy_loss, entropy, critic_loss)
+        self._maybe_stop_early()
+        if self.max_env_steps and self.env_steps >= self.max_env_steps:
+            self.trainer.should_stop = True
         return loss.detach()
 
     def _log_update(self, loss, policy_loss, entropy, critic_loss) -> None:
