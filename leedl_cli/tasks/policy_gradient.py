@@ -212,6 +212,10 @@ class PolicyGradient(LeedlTask):
             loss = loss + self.value_coef * critic_loss
 
         self._update(loss)
+        return self._end_of_collection(loss, policy_loss, entropy, critic_loss)
+
+    def _end_of_collection(self, loss, policy_loss, entropy, critic_loss) -> torch.Tensor:
+        """After the update(s) of one collection: the scheduler's step, logging, early stop, env-step budget."""
         sched = self.lr_schedulers()
         if sched is not None:
             sched.step()
@@ -259,14 +263,7 @@ class PolicyGradient(LeedlTask):
                 critic_loss = ((v - target_all[idx]) ** 2).mean()
                 loss = policy_loss - self.entropy_coef * entropy + self.value_coef * critic_loss
                 self._update(loss)
-        sched = self.lr_schedulers()
-        if sched is not None:
-            sched.step()
-        self._log_update(loss, policy_loss, entropy, critic_loss)
-        self._maybe_stop_early()
-        if self.max_env_steps and self.env_steps >= self.max_env_steps:
-            self.trainer.should_stop = True
-        return loss.detach()
+        return self._end_of_collection(loss, policy_loss, entropy, critic_loss)
 
     def _log_update(self, loss, policy_loss, entropy, critic_loss) -> None:
         """Every `trainer.log_every_n_steps` updates (what the loggers would keep anyway): losses, env steps,
