@@ -2,7 +2,8 @@
 
 Same model (built from the same config), same batch size, data in memory, same optimizer, same threads. leedl
 runs as a user would for speed (no external logger, no checkpoints, no progress bar, no validation pass);
-metrics.csv logging and torchmetrics accuracy stay on. Target: ratio >= 0.9.
+metrics.csv logging and torchmetrics accuracy stay on. Each is measured 3 times, alternating, best kept.
+Target: ratio >= 0.9.
 """
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ import torch.nn.functional as F
 from common import Timer, compose, run_leedl
 
 BATCH = 128
+REPEATS = 3   # plain and leedl alternate; the best of each is kept (the machine is shared, timings are noisy)
 
 
 def plain_epoch(model_name: str, seed: int = 0) -> float:
+    import os
+
     import hydra
 
     from leedl_cli.run import build_model
@@ -29,6 +33,8 @@ def plain_epoch(model_name: str, seed: int = 0) -> float:
     x, y = dm.train
     n = len(x)
     model.train()
+    # a plain PyTorch user never imports Lightning, which sets this variable process-wide (see run.py)
+    nvml_check = os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
     with Timer() as t:
         order = torch.randperm(n)
         for i in range(0, n, BATCH):
@@ -37,6 +43,8 @@ def plain_epoch(model_name: str, seed: int = 0) -> float:
             opt.zero_grad()
             loss.backward()
             opt.step()
+    if nvml_check is not None:
+        os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = nvml_check
     return n / t.seconds
 
 
@@ -53,8 +61,10 @@ def main() -> None:
     models = sys.argv[1:] or ["mlp", "cnn"]
     print(f"MNIST, one epoch (55,000 images), batch {BATCH}, torch threads {torch.get_num_threads()}")
     for name in models:
-        plain = plain_epoch(name)
-        ours = leedl_epoch(name)
+        plain = ours = 0.0
+        for _ in range(REPEATS):
+            plain = max(plain, plain_epoch(name))
+            ours = max(ours, leedl_epoch(name))
         print(f"  {name:<4} plain PyTorch {plain:9.0f} samples/s   leedl {ours:9.0f} samples/s   "
               f"ratio {ours / plain:.2f} (target >= 0.9)")
 
