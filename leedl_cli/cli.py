@@ -163,7 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         _die(f"unknown command {command!r}; valid commands: {', '.join(COMMANDS)} (leedl --help)")
-    return COMMANDS[command](rest) or 0
+    try:
+        return COMMANDS[command](rest) or 0
+    except BrokenPipeError:   # output piped into `head` and the like: stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
