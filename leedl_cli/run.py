@@ -117,6 +117,19 @@ def build_loggers(cfg: DictConfig, run_dir: Path, wandb_id: str | None = None) -
     return loggers
 
 
+def checkpointing(cfg: DictConfig, callbacks: list) -> dict:
+    """Checkpoints only where a `conf/callbacks` option asks for them (`callbacks=none`: none at all).
+
+    Lightning otherwise adds its own ModelCheckpoint, which writes checkpoints/epoch=N-step=M.ckpt that
+    nobody asked for (and does bookkeeping on every training step).
+    """
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    if cfg.trainer.get("enable_checkpointing") is not None:
+        return {}
+    return {"enable_checkpointing": any(isinstance(c, ModelCheckpoint) for c in callbacks)}
+
+
 def build_callbacks(cfg: DictConfig, run_dir: Path) -> list:
     callbacks = []
     for ccfg in (cfg.get("callbacks") or {}).values():
@@ -328,7 +341,7 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike, overrides: list[str] | No
         callbacks = build_callbacks(cfg, run_dir) + [timing]
         with ddp_children(cfg, run_dir):
             trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
-                                              default_root_dir=str(run_dir))
+                                              default_root_dir=str(run_dir), **checkpointing(cfg, callbacks))
             writer = trainer.global_rank == 0
             metrics: dict[str, float] = {}
             if cfg.task.get("fit", True):

@@ -55,6 +55,7 @@ def test_digits_mlp_reaches_pinned_accuracy(run_leedl):
                    "trainer.enable_progress_bar=false", "trainer.deterministic=true"])
     assert r["status"] == "ok"
     assert r["metrics"]["test/acc"] == pytest.approx(0.9554, abs=0.015)
+    assert not (Path(r["run_dir"]) / "checkpoints").exists(), "callbacks=none: no checkpoint Lightning adds itself"
 
 
 def test_wandb_offline_run_directory_is_created(run_leedl):
