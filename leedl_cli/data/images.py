@@ -27,10 +27,10 @@ class InMemoryImageDataModule(pl.LightningDataModule):
     num_classes = 10
 
     def __init__(self, batch_size: int = 64, eval_batch_size: int = 1000, seed: int = 0,
-                 train_fraction: float = 1.0, augment: str | None = None) -> None:
+                 train_fraction: float = 1.0, train_size: int | None = None, augment: str | None = None) -> None:
         super().__init__()
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
-        self.train_fraction = train_fraction
+        self.train_fraction, self.train_size = train_fraction, train_size
         self.augment = augment
         self.train = self.val = self.test = None
 
@@ -40,8 +40,10 @@ class InMemoryImageDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train is None:
             self.load()
-            if self.train_fraction < 1.0:   # for "performance vs data size" experiments
-                n = max(1, int(len(self.train[0]) * self.train_fraction))
+            # for "performance vs data size" experiments: a fixed random subset (train_size images, or a fraction)
+            n_all = len(self.train[0])
+            n = min(n_all, int(self.train_size)) if self.train_size else max(1, int(n_all * self.train_fraction))
+            if n < n_all:
                 idx = torch.randperm(len(self.train[0]), generator=torch.Generator().manual_seed(SPLIT_SEED))[:n]
                 self.train = tuple(t[idx] for t in self.train)
 
