@@ -47,3 +47,16 @@ def require_files(folder: Path, files: list[str], dataset: str, how_to_get: str)
             f"(leedl looks in <data_dir>/{folder.name})."
         )
     return folder
+
+
+def cache_dir(*parts: str) -> Path:
+    """A writable folder for things leedl derives from data (built data sets, features, vocabularies).
+
+    `$LEEDL_CACHE_DIR` when set, else `~/.cache/leedl/cache`: never inside the data folder, which may be a
+    read-only mirror. Callers key what they store by everything it depends on (data set, options, a checksum).
+    """
+    env = os.environ.get("LEEDL_CACHE_DIR")
+    base = Path(env).expanduser() if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "leedl" / "cache"
+    folder = base.joinpath(*parts)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
