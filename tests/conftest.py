@@ -5,6 +5,7 @@ Offline everywhere: no wandb, no Hugging Face hub, no downloads.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("LEEDL_OFFLINE", "1")
+# derived data (built data sets, features, vocabularies) of this test session only
+os.environ.setdefault("LEEDL_CACHE_DIR", tempfile.mkdtemp(prefix="leedl-test-cache-"))
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 if "LEEDL_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
