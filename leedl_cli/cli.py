@@ -17,7 +17,7 @@ usage:
   leedl run --help | --cfg job | --info    Hydra's own help, composed config, and config search path
   leedl report PATH [--metric M] [--x PARAM] [--curves]   table (mean ± std over seeds), report.md/.csv, plots
   leedl list [GROUP]                what each config group offers ({groups})
-  leedl data [list|check]           where each data set is looked for, and whether it is there
+  leedl data [list|check] [--verify]  where each data set is looked for, whether it is there (and intact)
 
 Outputs go to outputs/runs/<date>/<time>_<id> (single runs) and outputs/multirun/<date>/<time>_<id>/<job>.
 Set LEEDL_DATA_DIR to the folder that holds your data sets; LEEDL_OFFLINE=1 forbids downloads.
@@ -63,9 +63,11 @@ def cmd_data(args: list[str]) -> int:
     from leedl_cli.data.registry import DATASETS
     from leedl_cli.paths import default_data_dir
 
+    verify = "--verify" in args
+    args = [a for a in args if a != "--verify"]
     action = args[0] if args else "list"
     if action not in ("list", "check"):
-        _die(f"unknown data action {action!r}; valid actions: list, check")
+        _die(f"unknown data action {action!r}; valid actions: list, check (check --verify: checksums too)")
     root = default_data_dir()
     print(f"data dir: {root}  (set LEEDL_DATA_DIR or data_dir=... to change it)")
     missing = 0
@@ -83,7 +85,29 @@ def cmd_data(args: list[str]) -> int:
             print(f"  {'':<16} {ds.description}; tasks: {', '.join(ds.tasks)}; get it from: {ds.source}")
     if action == "check" and missing:
         print(f"{missing} data set(s) missing; tasks that need them will stop with an error naming the path.")
+    if verify:
+        return verify_checksums(root)
     return 0
+
+
+def verify_checksums(root: Path) -> int:
+    """Compare every known file that is there with its published checksum; 1 when one differs."""
+    from leedl_cli.data.checksums import SHA256_PREFIX
+    from leedl_cli.data.files import sha256
+
+    bad = checked = 0
+    print("checksums (SHA-256) of the known files:")
+    for name, expected in SHA256_PREFIX.items():
+        path = root / name
+        if not path.is_file():
+            continue
+        checked += 1
+        ok = sha256(path).startswith(expected)
+        bad += not ok
+        print(f"  {'ok' if ok else 'DIFFERS':<8} {name}" + ("" if ok else
+              f"  (expected {expected}...: a damaged or different copy; get it again from its source)"))
+    print(f"{checked} file(s) checked, {bad} differ." if checked else "none of the known files is there.")
+    return 1 if bad else 0
 
 
 def _output_root(args: list[str]) -> str:
@@ -126,6 +150,13 @@ def resolve_resume(args: list[str]) -> list[str]:
 
 def cmd_run(args: list[str]) -> int:
     args = resolve_resume(args)
+    from leedl_cli.preflight import UsageError, preflight
+
+    try:   # every value checked before Hydra creates a run directory
+        preflight(args)
+    except UsageError as err:
+        lines = str(err).splitlines()
+        _die(lines[0] if len(lines) == 1 else "bad config:\n  " + "\n  ".join(lines))
     from leedl_cli import run
 
     sys.argv = ["leedl run", *args]

@@ -14,3 +14,7 @@ class DataNotFoundError(LeedlError):
 
 class IncompatibleModelError(LeedlError):
     """The chosen model cannot be trained on the chosen task."""
+
+
+class CorruptDataError(LeedlError):
+    """A data file is there but cannot be read: cut short, not the format it should be, or damaged."""

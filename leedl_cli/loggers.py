@@ -3,42 +3,33 @@
 Lightning's CSV writer deletes an existing metrics.csv when its directory is not empty (and a run directory
 never is: .hydra/, leedl.log, results.json). A resumed run must append to the rows of its completed epochs,
 and a header change (a new metric key) must not leave half a file if the process is killed meanwhile.
+The parts of Lightning this overrides are in `leedl_cli.compat`.
 """
 from __future__ import annotations
 
-import csv
-import os
+import logging
+from pathlib import Path
 
-from lightning_fabric.loggers.logger import rank_zero_experiment
-from pytorch_lightning.loggers import CSVLogger
-from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+from leedl_cli.compat import AppendingCSVLogger, wandb_run_started
 
-from leedl_cli.results import write_csv_atomic
+log = logging.getLogger("leedl")
 
 
-class _AppendingWriter(ExperimentWriter):
-    def __init__(self, log_dir: str) -> None:
-        super().__init__(log_dir)
-        if os.path.isfile(self.metrics_file_path):   # continue the file: its header is the start of our keys
-            with open(self.metrics_file_path, newline="") as f:
-                self.metrics_keys = list(next(csv.reader(f), []))
-
-    def _check_log_dir_exists(self) -> None:   # keep what is there
-        pass
-
-    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
-        with open(self.metrics_file_path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        write_csv_atomic(self.metrics_file_path, fieldnames, rows)
-
-
-class MetricsCSVLogger(CSVLogger):
+class MetricsCSVLogger(AppendingCSVLogger):
     """CSVLogger writing `<run dir>/metrics.csv` (and hparams.yaml), appending across resumes."""
 
-    @property
-    @rank_zero_experiment
-    def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
-            os.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _AppendingWriter(log_dir=self.log_dir)
-        return self._experiment
+
+def close_loggers(loggers: list, status: str) -> dict:
+    """Finalize every logger (also after a failure); return where the offline wandb run lies, if any."""
+    info = {}
+    for lg in loggers:
+        try:
+            lg.finalize("success" if status == "ok" else "failed")
+            if type(lg).__name__ == "WandbLogger" and wandb_run_started(lg):
+                run = lg.experiment
+                info["wandb_dir"] = str(Path(run.dir).parent)
+                info["wandb_id"] = run.id
+                run.finish(exit_code=0 if status in ("ok", "diverged") else 1)
+        except Exception as err:  # a logger that fails to close must not hide the run's own result
+            log.warning("could not close logger %s: %s", type(lg).__name__, err)
+    return info

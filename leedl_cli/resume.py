@@ -1,7 +1,7 @@
 """Resume an interrupted run, skip the finished jobs of a re-run sweep. Imports nothing heavy (the CLI uses it).
 
-A run is *the same job* as an earlier one when its command-line overrides are the same, apart from the
-options that only say how or where to run (`resume`, `skip_done`, `threads`, `hydra.*`, ...). `results.json`
+A run is *the same job* as an earlier one by the one rule of `leedl_cli.jobs` (the same overrides, apart
+from the options that only say how or where to run: `resume`, `skip_done`, `threads`, `logger`, `hydra.*`, ...). `results.json`
 says how a run ended: `ok` and `diverged` are finished; `running` (killed) and `failed` are not.
 """
 from __future__ import annotations
@@ -11,26 +11,14 @@ import os
 from pathlib import Path
 
 from leedl_cli.errors import LeedlError
+from leedl_cli.jobs import job_key, split_override
 from leedl_cli.results import RESULTS_FILE, read_results, write_csv_atomic
 
-# overrides that do not change what a job computes
-NOT_PART_OF_THE_JOB = {"resume", "skip_done", "threads", "output_root", "data_dir", "wandb_id", "ckpt_path"}
 FINISHED = {"ok", "diverged"}
 
 
 def override_key(item: str) -> str:
-    return item.partition("=")[0].lstrip("+~")
-
-
-def job_key(overrides: list[str]) -> tuple[str, ...]:
-    """The overrides that define a job, normalised (order and `+`/`++` prefixes do not matter)."""
-    keep = []
-    for item in overrides:
-        key = override_key(item)
-        if key in NOT_PART_OF_THE_JOB or key.startswith("hydra") or key.startswith("--"):
-            continue
-        keep.append(f"{key}={item.partition('=')[2]}")
-    return tuple(sorted(keep))
+    return split_override(item)[0]
 
 
 def iter_runs(output_root: str | os.PathLike):

@@ -6,6 +6,7 @@ import yaml
 
 from leedl_cli.cli import GROUPS, describe
 from leedl_cli.paths import conf_dir
+from leedl_cli.validate import problems
 
 CONF = conf_dir()
 
@@ -35,6 +36,7 @@ def test_task_and_each_compatible_model_compose(compose_cfg, task, model):
     assert cfg.task.name == task
     assert cfg.model.name == model, f"conf/model/{model}.yaml must say name: {model}"
     assert cfg.model._target_ and cfg.task.module._target_
+    assert problems(cfg) == [], "every key is a typed parameter of the constructor it names (leedl_cli.validate)"
 
 
 @pytest.mark.parametrize("task", options("task"))
@@ -47,6 +49,7 @@ def test_task_default_model_is_compatible(compose_cfg, task):
 def test_every_experiment_preset_composes(compose_cfg, experiment):
     cfg = compose_cfg([f"experiment={experiment}"])
     assert cfg.model.name in cfg.task.models
+    assert problems(cfg) == [], "every key is a typed parameter of the constructor it names (leedl_cli.validate)"
     header = (CONF / "experiment" / f"{experiment}.yaml").read_text().splitlines()[:3]
     assert any(("Fig" in h or "Table" in h or "section" in h or "ch." in h) for h in header), \
         "an experiment's header names the book's figure/table and chapter"

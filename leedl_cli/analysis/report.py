@@ -15,22 +15,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from leedl_cli import jobs
+from leedl_cli.jobs import split_override as override_key
 from leedl_cli.results import find_results, read_results
-
-# overrides that do not change what is measured: not a reason to put runs in different groups
-IGNORED_OVERRIDE_KEYS = {"seed", "resume", "skip_done", "threads", "output_root", "data_dir", "name", "tags",
-                         "logger", "trainer.enable_progress_bar"}
-
-
-def override_key(item: str) -> tuple[str, str]:
-    key, _, value = item.partition("=")
-    return key.lstrip("+~"), value
 
 
 def group_label(run: dict) -> str:
-    parts = [o for o in run.get("overrides", []) if override_key(o)[0] not in IGNORED_OVERRIDE_KEYS
-             and not override_key(o)[0].startswith("hydra")]
-    return " ".join(parts) or "(defaults)"
+    return jobs.group_label(run.get("overrides", []))
+
+
+def _grouping(key: str) -> bool:
+    """An override key that can set runs apart into groups (part of the job, not the seed)."""
+    return jobs.is_part_of_the_job(key) and key != jobs.SEED
 
 
 def load_runs(root: Path) -> list[dict]:
@@ -174,8 +170,7 @@ def plot_metric_vs_param(runs: list[dict], out_dir: Path, x: str, metrics: list[
             value = metric(r, m)
             if value is None or run_value(r, x) is None:
                 continue
-            rest = " ".join(o for o in r.get("overrides", []) if override_key(o)[0] not in IGNORED_OVERRIDE_KEYS | {x}
-                            and not override_key(o)[0].startswith("hydra")) or m
+            rest = " ".join(o for o in r.get("overrides", []) if _grouping(override_key(o)[0]) and override_key(o)[0] != x) or m
             series.setdefault(rest, {}).setdefault(_as_number(run_value(r, x)), []).append(value)
         if not series:
             continue
@@ -356,7 +351,7 @@ def report_main(argv: list[str]) -> int:
         x = args.x or cfg.get("x")
         if x is None and len(rows) > 1:   # the first override key that differs between groups
             keys = [override_key(o)[0] for r in runs for o in r.get("overrides", [])
-                    if override_key(o)[0] not in IGNORED_OVERRIDE_KEYS]
+                    if _grouping(override_key(o)[0])]
             varying = [k for k in dict.fromkeys(keys) if len({str(run_value(r, k)) for r in runs}) > 1]
             x = varying[0] if varying else None
         plot_dir = out_dir / "report_plots"

@@ -59,7 +59,21 @@ class InMemoryImageDataModule(pl.LightningDataModule):
         return {"rank": trainer.global_rank, "world_size": trainer.world_size}
 
     def train_dataloader(self):
-        return InMemoryLoader(*self.train, batch_size=self.batch_size, shuffle=True, seed=self.seed, **self._dist())
+        loader = InMemoryLoader(*self.train, batch_size=self.batch_size, shuffle=True, seed=self.seed, **self._dist())
+        if getattr(self, "_resume_loader", None):
+            loader.load_state_dict(self._resume_loader)
+            self._resume_loader = None
+        self._train_loader = loader
+        return loader
+
+    # A run stopped mid-epoch (leedl_cli.signals) goes on with the batch after the last one it trained:
+    # Lightning keeps this state in the checkpoint and hands it back before the training loader is made.
+    def state_dict(self) -> dict:
+        loader = getattr(self, "_train_loader", None)
+        return {"train_loader": loader.state_dict()} if loader is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume_loader = state.get("train_loader")
 
     def val_dataloader(self):
         return InMemoryLoader(*self.val, batch_size=self.eval_batch_size, **self._dist())

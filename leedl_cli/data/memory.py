@@ -39,6 +39,9 @@ class InMemoryLoader:
         self.rank, self.world_size = rank, world_size
         self.sampler = _EpochSampler()   # Lightning calls sampler.set_epoch(epoch) before each epoch
         self.batch_sampler = None
+        self._yielded = 0                # batches handed out in the current pass (for state_dict)
+        self.batches_trained: int | None = None   # set by a stop: Lightning fetches one batch ahead of training
+        self._resume_at: tuple[int, int] | None = None
 
     @property
     def num_samples(self) -> int:
@@ -68,10 +71,28 @@ class InMemoryLoader:
         padded = torch.cat([order, order[: math.ceil(n / w) * w - n]])   # training: equal counts per rank
         return padded[self.rank::w]
 
+    # The state of a pass, for a checkpoint written mid-epoch (a stopped run): the data module keeps it and
+    # gives it back on resume, and the interrupted epoch goes on with the batch after the last one trained.
+    def state_dict(self) -> dict:
+        done = self._yielded if self.batches_trained is None else self.batches_trained
+        if done >= len(self):   # a whole pass: what comes next is the next epoch's first batch
+            return {"epoch": self.sampler.epoch + 1, "batches": 0}
+        return {"epoch": self.sampler.epoch, "batches": done}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume_at = (int(state["epoch"]), int(state["batches"]))
+
     def __iter__(self):
         order = self._order()
         m = self._rank_samples()
-        for b in range(len(self)):
+        start = 0
+        if self._resume_at is not None:   # the stopped epoch's order, from the batch after the last trained
+            self.sampler.epoch, start = self._resume_at
+            order = self._order()
+        self._resume_at = None
+        self._yielded, self.batches_trained = start, None
+        for b in range(start, len(self)):
+            self._yielded = b + 1
             lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, m)
             if order is None:
                 yield tuple(t[lo:hi] for t in self.tensors)

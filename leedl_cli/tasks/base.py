@@ -17,6 +17,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from leedl_cli.compat import should_update_logs
+
 
 def build_scheduler(scheduler_cfg: DictConfig | dict | None, optimizer: torch.optim.Optimizer, total_steps: int):
     """(scheduler, interval) from a `conf/scheduler` option; (None, 'step') when there is none."""
@@ -137,7 +139,7 @@ class LeedlTask(pl.LightningModule):
         trainer = self._trainer
         if trainer is None:
             return True
-        return bool(trainer._logger_connector.should_update_logs)
+        return should_update_logs(trainer)
 
     # ---- files -------------------------------------------------------------------------------
     def plots_dir(self) -> Path:

@@ -84,6 +84,19 @@ class Classification(StagedSteps, LeedlTask):
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """A checkpoint written mid-epoch (a stopped run) keeps the epoch's training tally so far."""
+        super().on_save_checkpoint(checkpoint)
+        t = self.tally["train"]
+        checkpoint["leedl_train_tally"] = {"correct": t.correct, "loss_sum": t.loss_sum, "count": t.count}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        saved = checkpoint.get("leedl_train_tally")
+        if saved and saved["count"]:
+            t = self.tally["train"]
+            t.correct, t.loss_sum, t.count = saved["correct"], saved["loss_sum"], saved["count"]
+
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
 

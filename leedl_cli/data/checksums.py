@@ -1,0 +1,52 @@
+"""Published checksums of the data files leedl knows (SHA-256, first 16 hex digits), for `leedl data check --verify`.
+
+Each is the canonical file as its source distributes it (the MNIST and Fashion-MNIST IDX files match their
+published MD5s; the others the files of their home repositories), keyed by `<data set folder>/<file>`.
+"""
+from __future__ import annotations
+
+SHA256_PREFIX: dict[str, str] = {
+    "mnist/train-images-idx3-ubyte.gz": "ae46c4f260ac4905",
+    "mnist/train-labels-idx1-ubyte.gz": "4cef464b5d0fd203",
+    "mnist/t10k-images-idx3-ubyte.gz": "8d1c48f2b24c34ae",
+    "mnist/t10k-labels-idx1-ubyte.gz": "f03153ec6749a9b8",
+    "fashion-mnist/train-images-idx3-ubyte.gz": "3aede38d61863908",
+    "fashion-mnist/train-labels-idx1-ubyte.gz": "a04f17134ac03560",
+    "fashion-mnist/t10k-images-idx3-ubyte.gz": "346e55b948d973a9",
+    "fashion-mnist/t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5",
+    "mnist-m/mnist_m_test.zip": "94bc8ce51555089b",
+    "xquad/xquad.en.json": "e4c57d1c9143aaa1",
+    "xquad/xquad.zh.json": "691d0b3359bc6b8f",
+    "drcd/DRCD_dev.json": "e236df03861ba241",
+    "drcd/DRCD_test.json": "d9de0b4d247a8391",
+    "multi30k/train.de.gz": "726e39b2fa9eb9ff",
+    "multi30k/train.en.gz": "d79cfa999dd4c51d",
+    "multi30k/val.de.gz": "f0cba2f995189cf5",
+    "multi30k/val.en.gz": "14f7d25ddd868909",
+    "multi30k/test_2016_flickr.de.gz": "9204244e408ccb38",
+    "multi30k/test_2016_flickr.en.gz": "611d361c6334bc72",
+    "multi30k/test_2017_flickr.de.gz": "a2c89666db00c495",
+    "multi30k/test_2017_flickr.en.gz": "76a444ee25172e72",
+    "multi30k/test_2017_mscoco.de.gz": "799e4854c25d601c",
+    "multi30k/test_2017_mscoco.en.gz": "aab300bfb4427697",
+    "multi30k/test_2018_flickr.de.gz": "ddd0130c7d97482d",
+    "multi30k/test_2018_flickr.en.gz": "ef4f4844037d4c5d",
+    "tatoeba-cmn-eng/cmn.txt.gz": "fb55734b1f2202d4",
+    "ud-english-ewt/en_ewt-ud-train.conllu.gz": "bd47e08c9e18ec12",
+    "ud-english-ewt/en_ewt-ud-dev.conllu.gz": "41086e3afc9ae572",
+    "ud-english-ewt/en_ewt-ud-test.conllu.gz": "29c151eee8846d3f",
+    "sst2/train.tsv": "48eac26399f84569",
+    "sst2/dev.tsv": "54a9c12c77e402fc",
+    "sst2/test.tsv": "69a938605609b3e6",
+    "snli/s1.dev": "28a398b5478b10b4",
+    "snli/s2.dev": "a8c59709630b64ba",
+    "snli/labels.dev": "d164d72435c3289f",
+    "snli/s1.test": "62cb8107dc3c56a4",
+    "snli/s2.test": "1174f3ad30a3c30f",
+    "snli/labels.test": "e25c363e5cc70d54",
+    "go-sgf/kgs/KGS-2001-19-2298-.tar.gz": "3d201a5948d10a64",
+    "go-sgf/kgs/KGS-2002-19-3646-.tar.gz": "dfdf4be7e47f2e49",
+    "go-sgf/kgs/KGS-2003-19-7582-.tar.gz": "776f6a039a59d7e6",
+    "go-sgf/kgs/KGS-2006-19-10388-.tar.gz": "fa1c63bd0d4e7589",
+    "go-sgf/kgs/KGS-2015-19-8133-.tar.gz": "7ec22917c0fad371",
+}

@@ -1,0 +1,186 @@
+"""The record of one run: results.json from start to end, whatever happens in between.
+
+`RunRecord` is what lightning-hydra-template's `task_wrapper` is to its `train`: around the short
+build -> fit -> test path of run.py it writes results.json when the run starts (`running`), and when it ends
+says how (`ok`, `diverged`, `failed` with the error, `interrupted` with the signal and the step), with the
+timings, the seed, the overrides and the package versions. A failure is recorded, not re-raised (a sweep
+goes on after a failed job); only the process of global rank 0 writes.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import secrets
+import signal
+import time
+import traceback
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from leedl_cli.errors import LeedlError
+from leedl_cli.results import RESULTS_FILE, read_results, write_json_atomic
+
+log = logging.getLogger("leedl")
+
+VERSIONED = ["leedl", "torch", "pytorch-lightning", "torchmetrics", "hydra-core", "omegaconf", "transformers",
+             "gymnasium", "wandb", "numpy"]
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def launch_rank() -> int:
+    """This process's global rank as far as the environment says (DDP children, SLURM tasks); 0 otherwise."""
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(var, "").isdigit() and (var != "SLURM_PROCID" or int(os.environ.get("SLURM_NTASKS", 1)) > 1):
+            return int(os.environ[var])
+    return 0
+
+
+def _now(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t))
+
+
+def resume_state(run_dir: Path, writer: bool = True) -> dict:
+    """What a resumed run takes from the interrupted one: seed, wandb id, start time, its last checkpoint."""
+    from leedl_cli.resume import keep_completed_rows
+
+    old = read_results(run_dir / RESULTS_FILE) if (run_dir / RESULTS_FILE).is_file() else {}
+    state: dict[str, Any] = {"old": old, "ckpt": None}
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        import torch
+
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        state.update(ckpt=str(last), epoch=int(ckpt.get("epoch", -1)), global_step=int(ckpt.get("global_step", 0)))
+        del ckpt
+        if writer:   # a checkpoint written mid-epoch (a stopped run) keeps the rows of its epoch so far
+            state["dropped_rows"] = keep_completed_rows(run_dir / "metrics.csv", state["epoch"], state["global_step"])
+    elif writer:   # stopped before the first checkpoint: start over in the same directory
+        keep_completed_rows(run_dir / "metrics.csv", -1, 0)
+    return state
+
+
+class RunRecord:
+    """`with RunRecord(cfg, run_dir, ...) as record:` the run; afterwards `record.results` is results.json."""
+
+    def __init__(self, cfg: DictConfig, run_dir: str | os.PathLike, overrides: list[str] | None = None,
+                 choices: dict | None = None, sweep: str | None = None) -> None:
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.overrides, self.sweep = list(overrides or []), sweep
+        self.writer = launch_rank() == 0
+        self.started = time.time()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.resume = resume_state(self.run_dir, self.writer) if cfg.get("resume") else None
+        old = self.resume["old"] if self.resume else {}
+        with open_dict(cfg):
+            if old.get("seed") is not None:
+                cfg.seed = int(old["seed"])
+            if cfg.get("seed") is None:
+                cfg.seed = secrets.randbelow(2**31 - 1)
+        self.module = None          # set by run.py once built: its `results` and `diverged` go in the record
+        self.loggers: list = []     # closed when the run ends, also after a failure
+        self.timing = None          # leedl_cli.callbacks.TimingCallback
+        self.fit_s = self.test_s = 0.0
+        self.results: dict[str, Any] = {
+            "status": "running",
+            "task": cfg.task.get("name"),
+            "model": cfg.model.get("name"),
+            "choices": dict(choices or {}),
+            "overrides": list(old.get("overrides") or self.overrides),
+            "seed": int(cfg.seed),
+            "run_dir": str(self.run_dir),
+            "started": old.get("started") or _now(self.started),
+            "report": OmegaConf.to_container(cfg.report, resolve=True) if cfg.get("report") else {},
+            "versions": versions(),
+            "host": platform.node(),
+            "pid": os.getpid(),
+        }
+        if sweep:
+            self.results["sweep"] = sweep
+        self.wandb_id = None
+        if any(lc is not None and "WandbLogger" in str(lc.get("_target_", "")) for lc in (cfg.get("logger") or {}).values()):
+            self.wandb_id = old.get("wandb_id") or cfg.get("wandb_id") or secrets.token_hex(4)
+            self.results["wandb_id"] = self.wandb_id
+        if self.resume:
+            self._note_resume(old)
+
+    def _note_resume(self, old: dict) -> None:
+        entry = {"at": _now(self.started), "checkpoint": self.resume["ckpt"], "from_epoch": self.resume.get("epoch"),
+                 "from_step": self.resume.get("global_step"), "previous_status": old.get("status")}
+        if old.get("overrides") and self.overrides:
+            extra = [o for o in self.overrides if o not in old["overrides"] and not o.startswith(("resume=", "hydra."))]
+            if extra:
+                entry["extra_overrides"] = extra
+        self.results["resumed"] = list(old.get("resumed") or []) + [entry]
+        if self.writer:
+            log.info("resuming %s from %s", self.run_dir, self.resume["ckpt"] or "the start (no checkpoint yet)")
+
+    @property
+    def checkpoint(self) -> str | None:
+        """The checkpoint a resumed run continues from (None: a new run, or stopped before any checkpoint)."""
+        return self.resume["ckpt"] if self.resume else None
+
+    def write(self) -> None:
+        if self.writer:
+            write_json_atomic(self.run_dir / RESULTS_FILE, self.results)
+
+    def __enter__(self) -> RunRecord:
+        self.write()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        from leedl_cli.signals import Interrupted
+
+        if exc is None:
+            diverged = bool(self.module is not None and self.module.diverged)
+            self.results["status"] = "diverged" if diverged else "ok"
+            if diverged:
+                log.warning("the loss became NaN/inf: training stopped, the run is recorded as diverged")
+        elif isinstance(exc, (Interrupted, KeyboardInterrupt)) or exc_type.__name__ == "SIGTERMException":
+            # KeyboardInterrupt: a second Ctrl-C; SIGTERMException: Lightning's own stop on SIGTERM
+            signum = int(getattr(exc, "signum", signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM))
+            name = signal.Signals(signum).name
+            self.results.update(status="interrupted", signal=name, exit_code=128 + signum,
+                                interrupted_at_step=getattr(exc, "step", None),
+                                interrupted_checkpoint=getattr(exc, "checkpoint", None))
+            log.warning("run interrupted by %s at step %s; continue it with: leedl run resume=%s",
+                        name, getattr(exc, "step", None), self.run_dir)
+        elif isinstance(exc, LeedlError):
+            self.results.update(status="failed", error=str(exc), error_type=type(exc).__name__)
+            log.error("%s", exc)
+        elif isinstance(exc, Exception):
+            self.results.update(status="failed", error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+            log.error("run failed: %s: %s\n%s", type(exc).__name__, exc,
+                      "".join(traceback.format_exception(exc_type, exc, tb)))
+        else:   # SystemExit and the like: record, then let it go on
+            self.results.update(status="failed", error=f"{exc_type.__name__}: {exc}", error_type=exc_type.__name__)
+        self.finish()
+        return self.results["status"] != "failed" or isinstance(exc, Exception)
+
+    def finish(self) -> None:
+        if self.module is not None:
+            self.results.update(self.module.results)
+        if self.loggers:
+            from leedl_cli.loggers import close_loggers
+
+            self.results.update(close_loggers(self.loggers, self.results["status"]))
+        finished = time.time()
+        self.results["timings"] = {"total_s": finished - self.started, "fit_s": self.fit_s, "test_s": self.test_s,
+                                   **(self.timing.summary() if self.timing is not None else {})}
+        old = self.resume["old"] if self.resume else {}
+        if old.get("timings"):
+            self.results["timings"]["before_resume_total_s"] = old["timings"].get("total_s")
+        self.results["finished"] = _now(finished)
+        self.write()
