@@ -5,7 +5,7 @@ class or function it names (an unknown key is refused with the keys it accepts; 
 parameter's type annotation: `int`, `float`, `bool`, `str`, `Literal[...]`, lists, `X | None`, ...), and
 ranges come from the rules below, by key name (a learning rate > 0, a batch size >= 1, a probability in
 [0, 1], ...). Keys of the task node that are not passed to a constructor are the ones in `TASK_KEYS` or
-keys the task's own nodes read by interpolation (`${task.mode}`). The top-level keys have their own
+keys some node of the config reads by interpolation (`${task.head}`). The top-level keys have their own
 rules, and the hardware a trainer asks for must be there. A task's new options need no schema of their
 own: annotate the constructor's parameters (tests/test_validate.py walks every shipped option).
 
@@ -14,6 +14,7 @@ accepted; exit status 2; nothing is created.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import os
@@ -257,9 +258,21 @@ def _walk_targets(node: Any, path: str):
             yield from _walk_targets(v, f"{path}.{k}")
 
 
-def check_task(task: dict, raw_task: DictConfig, errors: list[str]) -> None:
-    text = OmegaConf.to_yaml(raw_task, resolve=False)
-    read_by_interpolation = set(re.findall(r"\$\{task\.(\w+)", text))
+TASK_REFERENCE = re.compile(r"(?:\$\{|oc\.select:)task\.(\w+)")
+
+
+@functools.lru_cache(maxsize=1)
+def task_keys_read_by_options() -> frozenset[str]:
+    """Task-level keys that some shipped option reads (conf/model/bert.yaml: `head: ${oc.select:task.head,...}`)."""
+    from leedl_cli.paths import conf_dir
+
+    return frozenset(k for path in conf_dir().rglob("*.yaml") for k in TASK_REFERENCE.findall(path.read_text()))
+
+
+def check_task(task: dict, raw: DictConfig, errors: list[str]) -> None:
+    """Task-level keys: the fixed ones, and those an option or this config reads (`head: ${task.head}`)."""
+    text = OmegaConf.to_yaml(raw, resolve=False)
+    read_by_interpolation = set(TASK_REFERENCE.findall(text)) | task_keys_read_by_options()
     for key in task:
         if key not in TASK_KEYS and key not in read_by_interpolation:
             known = sorted(set(TASK_KEYS) | read_by_interpolation)
@@ -367,7 +380,7 @@ def problems(cfg: DictConfig) -> list[str]:
         for path, node in _walk_targets(values.get(group), group):
             check_node(path, node, errors, LEEDL_KEYS.get(path, set()), sources)
     if isinstance(values.get("task"), dict):
-        check_task(values["task"], cfg.task, errors)
+        check_task(values["task"], plain, errors)
     check_hardware(values, errors)
     return errors
 
