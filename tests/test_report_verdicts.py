@@ -177,3 +177,12 @@ def test_every_preset_book_row_has_a_check_that_parses():
             assert check is not None, f"{path.name}: {row.get('claim')!r} has no check"
             if check["kind"] in ("order", "extreme", "trend"):
                 assert row.get("by") or cfg["report"].get("x"), f"{path.name}: {row.get('claim')!r} needs `by`"
+
+
+def test_report_with_verdicts_imports_no_torch(tmp_path):
+    sweep = make_sweep(tmp_path / "sweep", {"a": [1.0, 1.1], "b": [0.5, 0.6]}, book=[claim("a > b", by="opt")])
+    code = ("import sys; from leedl_cli.analysis.report import report_main; "
+            f"rc = report_main([{str(sweep)!r}, '--no-plots']); "
+            "print(rc, 'torch' in sys.modules, 'pytorch_lightning' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip().splitlines()[-1] == "0 False False", out.stderr
