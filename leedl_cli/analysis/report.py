@@ -132,8 +132,11 @@ def mean_std(values: list[float]) -> tuple[float | None, float | None]:
 def fmt(mean: float | None, std: float | None, n: int | None = None) -> str:
     if mean is None:
         return "—"
-    digits = 4 if abs(mean) < 10 else 2
-    text = f"{mean:.{digits}f} ± {std:.{digits}f}"
+    if 0 < abs(mean) < 1e-3:   # small distances and tolerances: significant digits, not 0.0000
+        text = f"{mean:.3g} ± {std:.2g}"
+    else:
+        digits = 4 if abs(mean) < 10 else 2
+        text = f"{mean:.{digits}f} ± {std:.{digits}f}"
     return text + (f" (n={n})" if n is not None else "")
 
 
