@@ -407,7 +407,7 @@ def book_rows(runs: list[dict], cfg: dict) -> list[dict]:
 def summary_line(claims: list[dict]) -> str:
     checked = [c for c in claims if c["verdict"]]
     counts = {v: sum(c["verdict"] == v for c in checked) for v in (FAILS, INCONCLUSIVE, NOT_MEASURED)}
-    rest = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    rest = ", ".join(f"{n} {'do not hold' if v == FAILS and n > 1 else v}" for v, n in counts.items() if n)
     return f"{sum(c['verdict'] == HOLDS for c in checked)} of {len(checked)} claims hold" + (f" ({rest})" if rest else "")
 
 
