@@ -92,7 +92,16 @@ def _split(x: torch.Tensor, y: torch.Tensor, fractions: tuple[float, float]):
 
 
 class DigitsDataModule(InMemoryImageDataModule):
-    """scikit-learn's bundled 8x8 digits (1,797 images, 10 classes): 70% train / 10% val / 20% test, fixed."""
+    """scikit-learn's bundled 8x8 digits (1,797 images, 10 classes): 70% train / 10% val / 20% test, fixed.
+
+    `drop_blank_pixels=true`: only the pixels that are not the same in every training image, as a [1, 1, K] "image"
+    (a network that sees no blank pixels, for the minimum-ratio experiment); `blank_pixels` lists the dropped ones.
+    """
+
+    def __init__(self, drop_blank_pixels: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.drop_blank_pixels = drop_blank_pixels
+        self.blank_pixels: list[int] = []
 
     def load(self) -> None:
         from sklearn.datasets import load_digits
@@ -102,6 +111,13 @@ class DigitsDataModule(InMemoryImageDataModule):
         x = (x - 0.5) / 0.5
         y = torch.tensor(d.target, dtype=torch.long)
         self.train, self.val, self.test = _split(x, y, (0.1, 0.2))
+        if self.drop_blank_pixels:
+            flat = self.train[0].flatten(1)
+            blank = (flat == flat[:1]).all(0)
+            self.blank_pixels = blank.nonzero().flatten().tolist()
+            keep = (~blank).nonzero().flatten()
+            self.train, self.val, self.test = ((xs.flatten(1)[:, keep].reshape(len(xs), 1, 1, -1), ys)
+                                               for xs, ys in (self.train, self.val, self.test))
 
 
 MNIST_FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",

@@ -14,6 +14,12 @@ so 1 means a local minimum. An eigenvalue counts as zero when |lambda| <= zero_t
 counts (n_positive, n_negative, n_zero) and the formula's literal reading n_positive / n_negative
 (`positive_over_negative`) are reported too. A sweep over seeds and training lengths gives the scatter
 of Fig 1.6 (leedl_cli.analysis.minimum_ratio:plot_minimum_ratio).
+
+Also reported: `minimum_ratio_nonzero` = n_positive / (n_positive + n_negative) (near-zero eigenvalues left out),
+`minimum_ratio_sign` (share of eigenvalues > 0 with no tolerance), and `n_blank_inputs`: inputs that are the same in
+every training image. Each makes the first-layer weights from it redundant with the biases, so it accounts for
+`zero_eigenvalues_from_blank_inputs` = n_blank_inputs x first-layer width zero eigenvalues
+(`task.data.drop_blank_pixels=true` on digits: a network that sees no blank pixels).
 """
 from __future__ import annotations
 
@@ -70,14 +76,24 @@ class MinimumRatio(LeedlTask):
         eig = torch.linalg.eigvalsh(0.5 * (hessian + hessian.T)).double()
         zero = self.zero_tol * float(eig.abs().max())
         n_pos, n_neg = int((eig > zero).sum()), int((eig < -zero).sum())
+        n_zero = len(eig) - n_pos - n_neg
+        blank = blank_inputs(x)
+        first = next(m for m in self.model.modules() if isinstance(m, torch.nn.Linear))
         with torch.no_grad():
             loss_final = float(F.cross_entropy(self.model(x), y))
             acc = float((self.model(x).argmax(1) == y).float().mean())
         self.results.update({
             "training_loss": loss_final, "training_loss_before_critical": loss_trained, "train_accuracy": acc,
             "grad_norm_before": grad_before, "grad_norm_after": self.grad_norm(x, y),
-            "n_parameters": len(eig), "n_positive": n_pos, "n_negative": n_neg, "n_zero": len(eig) - n_pos - n_neg,
+            "n_parameters": len(eig), "n_positive": n_pos, "n_negative": n_neg, "n_zero": n_zero,
             "minimum_ratio": n_pos / len(eig), "positive_over_negative": n_pos / n_neg if n_neg else None,
+            # the same count with the near-zero eigenvalues left out, and with no tolerance at all (sign only)
+            "minimum_ratio_nonzero": n_pos / (n_pos + n_neg) if n_pos + n_neg else None,
+            "minimum_ratio_sign": int((eig > 0).sum()) / len(eig),
+            # inputs that are the same in every training image: each makes its first-layer weights redundant with
+            # the biases (w_ji + t, b_j - t c with x_i = c leaves every output as it is): one zero eigenvalue
+            # per blank input and first-layer unit
+            "n_blank_inputs": blank, "zero_eigenvalues_from_blank_inputs": blank * first.out_features,
             "minimum_ratio_definition": "n_positive / n_parameters (eigenvalues with |lambda| <= zero_tol*max|lambda| are zero)",
             "eigenvalues": eig.tolist(), "zero_tol": self.zero_tol,
         })
@@ -93,3 +109,9 @@ class MinimumRatio(LeedlTask):
 
     def validation_step(self, batch, batch_idx):
         pass
+
+
+def blank_inputs(x: torch.Tensor) -> int:
+    """How many input features (pixels) have the same value in every example of x."""
+    flat = x.flatten(1)
+    return int((flat == flat[:1]).all(0).sum())

@@ -1,0 +1,75 @@
+"""The presets of issue 16: batch_size_gap_converged, pg_versions_long, minimum_ratio with and without blank pixels."""
+from __future__ import annotations
+
+import csv
+import gzip
+
+import numpy as np
+import pytest
+
+
+def write_idx(path, array: np.ndarray) -> None:
+    """An IDX file (MNIST's format), gzipped: magic 0 0 8 ndim, the dims big-endian, then uint8 data."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path):
+    """MNIST's real file format and sizes (60,000 / 10,000), simple images: each class a bright bar in its own rows."""
+    folder = tmp_path / "data" / "mnist"
+    folder.mkdir(parents=True)
+    for prefix, n in (("train", 60000), ("t10k", 10000)):
+        y = np.arange(n) % 10
+        x = np.zeros((n, 28, 28), dtype=np.uint8)
+        for c in range(10):
+            x[y == c, 2 * c + 3: 2 * c + 6, 4:24] = 250
+        x[:, 0, :] = (np.arange(n) % 251)[:, None]          # something that differs between images of one class
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", x)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", y)
+    return tmp_path / "data"
+
+
+def test_presets_compose(compose_cfg):
+    cfg = compose_cfg(["experiment=batch_size_gap_converged"])
+    assert cfg.task.data.val_size == 0 and cfg.callbacks.stop_when_converged.stopping_threshold == 0.995
+    assert cfg.hydra.sweeper.params["task.data.batch_size"] == "256,6000"
+    assert cfg.hydra.sweeper.params.seed == "0,1,2,3,4"
+    cfg = compose_cfg(["experiment=pg_versions_long"])
+    assert cfg.task.module.max_env_steps == 200_000 and cfg.task.module.gae_lambda == 0.0
+    cfg = compose_cfg(["experiment=minimum_ratio"])
+    assert cfg.hydra.sweeper.params["task.data.drop_blank_pixels"] == "false,true"
+
+
+def test_converged_preset_stops_when_train_accuracy_reaches_the_threshold(run_leedl, tiny_mnist, tmp_path):
+    r = run_leedl(["experiment=batch_size_gap_converged", "debug=smoke", f"data_dir={tiny_mnist}",
+                   "task.data.download=false", "task.data.train_size=1000", "task.data.batch_size=100",
+                   "trainer.limit_train_batches=null", "trainer.limit_test_batches=1", "trainer.max_epochs=8",
+                   "logger=csv", "threads=1", "seed=0"], name="converged")
+    assert r["status"] == "ok", r.get("error")
+    with open(tmp_path / "converged" / "metrics.csv") as f:
+        per_epoch = [float(row["train/acc"]) for row in csv.DictReader(f) if row.get("train/acc")]
+    assert len(per_epoch) == r["timings"]["epochs"] < 8, "the threshold ended the run, not the budget"
+    assert per_epoch[-1] >= 0.995 and all(a < 0.995 for a in per_epoch[:-1]), per_epoch
+
+
+def test_pg_versions_long_smoke(run_leedl):
+    r = run_leedl(["experiment=pg_versions_long", "debug=smoke", "task.module.version=v4", "seed=0"])
+    assert r["status"] == "ok", r.get("error")
+    assert "test/return_mean" in r["metrics"]
+
+
+def test_blank_pixels_explain_zero_eigenvalues(run_leedl):
+    base = ["task=minimum_ratio", "debug=smoke", "threads=1", "seed=0"]
+    r = run_leedl(base, name="all_pixels")
+    assert r["status"] == "ok", r.get("error")
+    # 4 of digits' 64 pixels are the same in every training image; each gives one zero eigenvalue per hidden unit
+    assert r["n_blank_inputs"] == 4 and r["zero_eigenvalues_from_blank_inputs"] == 16
+    assert r["n_zero"] >= 16
+    assert sum(abs(v) <= r["zero_tol"] * max(map(abs, r["eigenvalues"])) for v in r["eigenvalues"]) == r["n_zero"]
+    r = run_leedl(base + ["task.data.drop_blank_pixels=true"], name="no_blank")
+    assert r["status"] == "ok", r.get("error")
+    assert r["n_parameters"] == 60 * 4 + 4 + 4 * 10 + 10 and r["n_blank_inputs"] == 0
+    assert r["n_positive"] + r["n_negative"] + r["n_zero"] == r["n_parameters"]
+    assert r["minimum_ratio_nonzero"] == pytest.approx(r["n_positive"] / (r["n_positive"] + r["n_negative"]))
