@@ -1,10 +1,20 @@
-"""debug=smoke of each BERT task end to end (seconds), the Hugging Face export, a pinned small run."""
+"""debug=smoke of each BERT task end to end (seconds), the Hugging Face export, a pinned small run.
+
+Each smoke test runs twice where it can: on small files in the data set's real format that the test writes
+itself (`written`: a fresh clone with no data mirror passes), and on the mirrored files (`mirror`: skipped,
+saying so, where the mirror is absent).
+"""
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 from conftest import data_available
+
+WORDS = {1: "good great lovely moving funny brilliant warm charming".split(),
+         0: "bad dull boring awful tedious flat clumsy weak".split()}
+FILLER = "the film is a story with acting and a plot about people in the city".split()
 
 
 def _ok(res):
@@ -12,9 +22,58 @@ def _ok(res):
     return res
 
 
-@pytest.mark.skipif(not data_available("squad"), reason="SQuAD dev not mirrored here")
-def test_bert_squad_smoke_exports_a_working_qa_model(run_leedl, tmp_path):
-    res = _ok(run_leedl(["task=bert_squad", "debug=smoke", "seed=0", "threads=1"]))
+def write_sst2(folder, n_train: int = 120, n_dev: int = 40) -> None:
+    """GLUE SST-2 TSV files (`sentence<TAB>label` with a header) of simple sentences whose label is learnable."""
+    rng = random.Random(0)
+    (folder / "sst2").mkdir(parents=True, exist_ok=True)
+    for name, n in (("train.tsv", n_train), ("dev.tsv", n_dev)):
+        rows = ["sentence\tlabel"]
+        for i in range(n):
+            y = i % 2
+            words = rng.sample(FILLER, 5) + [rng.choice(WORDS[y])] + rng.sample(FILLER, 3)
+            rows.append(" ".join(words) + f" \t{y}")
+        (folder / "sst2" / name).write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def write_squad(folder, n_articles: int = 6) -> None:
+    """A SQuAD v1.1-format dev-v1.1.json with `n_articles` small articles (answers are spans of the context)."""
+    rng = random.Random(0)
+    cities = "Paris Rome Berlin Madrid Vienna Prague Lisbon Dublin Oslo Athens Warsaw Zurich".split()
+    data = []
+    for a in range(n_articles):
+        paragraphs = []
+        for p in range(2):
+            city = cities[(a * 2 + p) % len(cities)]
+            context = (f"The museum number {a}{p} was built in {1800 + 10 * a + p}. It stands in {city}, "
+                       f"near the old river. " + " ".join(rng.sample(FILLER, 8)) + ".")
+            qas = [{"id": f"q{a}-{p}-0", "question": f"Where does museum {a}{p} stand?",
+                    "answers": [{"text": city, "answer_start": context.index(city)}]},
+                   {"id": f"q{a}-{p}-1", "question": f"When was museum {a}{p} built?",
+                    "answers": [{"text": str(1800 + 10 * a + p), "answer_start": context.index(str(1800 + 10 * a + p))}]}]
+            paragraphs.append({"context": context, "qas": qas})
+        data.append({"title": f"Article_{a}", "paragraphs": paragraphs})
+    (folder / "squad").mkdir(parents=True, exist_ok=True)
+    (folder / "squad" / "dev-v1.1.json").write_text(json.dumps({"version": "1.1", "data": data}), encoding="utf-8")
+
+
+def data_dir_for(source: str, tmp_path, dataset: str) -> list[str]:
+    """`data_dir=` override: the files this test writes, or the mirror (skipped, with the reason, when absent)."""
+    if source == "mirror":
+        if not data_available(dataset):
+            pytest.skip(f"{dataset} is not mirrored here (LEEDL_DATA_DIR / ../shared/data)")
+        return []
+    folder = tmp_path / "data"
+    {"sst2": write_sst2, "squad": write_squad}[dataset](folder)
+    return [f"data_dir={folder}"]
+
+
+SOURCES = ["written", "mirror"]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_bert_squad_smoke_exports_a_working_qa_model(run_leedl, tmp_path, source):
+    res = _ok(run_leedl(["task=bert_squad", "debug=smoke", "seed=0", "threads=1",
+                         *data_dir_for(source, tmp_path, "squad")]))
     m = res["metrics"]
     assert 0.0 <= m["test/em"] <= m["test/f1"] <= 100.0
     assert "split by article" in res["data_split"]["how"]
@@ -37,15 +96,17 @@ def test_bert_squad_smoke_exports_a_working_qa_model(run_leedl, tmp_path):
     assert qa(question="Where is the Eiffel Tower?", context=context)["answer"]
 
 
-@pytest.mark.skipif(not data_available("sst2"), reason="SST-2 not mirrored here")
-def test_sentiment_smoke(run_leedl):
-    res = _ok(run_leedl(["task=sentiment", "debug=smoke", "seed=0", "threads=1"]))
+@pytest.mark.parametrize("source", SOURCES)
+def test_sentiment_smoke(run_leedl, tmp_path, source):
+    res = _ok(run_leedl(["task=sentiment", "debug=smoke", "seed=0", "threads=1",
+                         *data_dir_for(source, tmp_path, "sst2")]))
     assert 0.0 <= res["metrics"]["test/acc"] <= 1.0
 
 
-@pytest.mark.skipif(not data_available("sst2"), reason="SST-2 not mirrored here")
-def test_mlm_pretrain_smoke_output_is_a_backbone(run_leedl, tmp_path):
-    res = _ok(run_leedl(["task=mlm_pretrain", "debug=smoke", "seed=0", "threads=1"]))
+@pytest.mark.parametrize("source", SOURCES)
+def test_mlm_pretrain_smoke_output_is_a_backbone(run_leedl, tmp_path, source):
+    res = _ok(run_leedl(["task=mlm_pretrain", "debug=smoke", "seed=0", "threads=1",
+                         *data_dir_for(source, tmp_path, "sst2")]))
     assert res["metrics"]["test/loss"] > 0 and res["metrics"]["test/perplexity"] > 1
     from leedl_cli.models.bert import Bert
 

@@ -11,7 +11,8 @@ import logging
 import random
 from pathlib import Path
 
-from leedl_cli.data.text import SPLIT_SEED, TokenizedDataModule
+from leedl_cli.data.tokenized import SPLIT_SEED, PadCollator, TokenizedDataModule
+from leedl_cli.data.tokenizers import load_pretrained_tokenizer
 from leedl_cli.paths import data_path, require_files
 
 log = logging.getLogger(__name__)
@@ -52,11 +53,9 @@ class SST2DataModule(TokenizedDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.features:
             return
-        from leedl_cli.models.bert import load_tokenizer
-
         folder = require_files(data_path(self.data_dir, "sst2"), ["train.tsv", "dev.tsv"], "SST-2",
                                "download GLUE SST-2 (HF datasets glue/sst2, or gluebenchmark.com) into that folder")
-        self.tokenizer = load_tokenizer(self.backbone)
+        self.tokenizer = load_pretrained_tokenizer(self.backbone)
         train = read_tsv(folder / "train.tsv")
         random.Random(SPLIT_SEED).shuffle(train)
         val, train = train[: self.val_size], train[self.val_size:]
@@ -69,4 +68,4 @@ class SST2DataModule(TokenizedDataModule):
         log.info("SST-2: %s sentences (test = GLUE dev)", {k: len(v) for k, v in self.features.items()})
 
     def model_kwargs(self) -> dict:
-        return {"head": "classification", "num_labels": self.num_classes, "num_classes": self.num_classes}
+        return {"num_labels": self.num_classes, "num_classes": self.num_classes}
