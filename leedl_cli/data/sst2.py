@@ -11,7 +11,7 @@ import logging
 import random
 from pathlib import Path
 
-from leedl_cli.data.tokenized import SPLIT_SEED, PadCollator, TokenizedDataModule
+from leedl_cli.data.tokenized import SPLIT_SEED, TokenizedDataModule
 from leedl_cli.data.tokenizers import load_pretrained_tokenizer
 from leedl_cli.paths import data_path, require_files
 

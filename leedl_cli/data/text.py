@@ -16,8 +16,14 @@ import torch
 
 from leedl_cli.data.squad import dataset_file, read_squad
 from leedl_cli.data.sst2 import read_tsv
-from leedl_cli.data.tokenized import (IGNORE_INDEX, SPLIT_SEED, FeatureDataset, PadCollator,  # noqa: F401
-                                      TokenizedDataModule, split_indices)
+from leedl_cli.data.tokenized import (  # noqa: F401
+    IGNORE_INDEX,
+    SPLIT_SEED,
+    FeatureDataset,
+    PadCollator,
+    TokenizedDataModule,
+    split_indices,
+)
 from leedl_cli.data.tokenizers import load_pretrained_tokenizer
 from leedl_cli.errors import LeedlError
 from leedl_cli.paths import data_path
