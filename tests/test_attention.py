@@ -5,8 +5,16 @@ import pytest
 import torch
 from torch import nn
 
-from leedl_cli.models.attention import (DecoderBlock, MultiHeadAttention, PositionalEncoding, TransformerEncoder,
-                                        attention, causal_mask, combine_masks, window_mask)
+from leedl_cli.models.attention import (
+    DecoderBlock,
+    MultiHeadAttention,
+    PositionalEncoding,
+    TransformerEncoder,
+    attention,
+    causal_mask,
+    combine_masks,
+    window_mask,
+)
 
 
 def _qkv(b=2, h=3, n=7, d=8, seed=0):

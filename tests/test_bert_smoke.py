@@ -122,3 +122,22 @@ def test_sentiment_small_run_pinned(run_leedl):
                          "task.data.max_train_examples=512", "task.data.val_size=64",
                          "task.data.max_test_examples=256", "task.data.max_length=48"]))
     assert res["metrics"]["test/acc"] >= 0.70
+
+
+@pytest.mark.parametrize("model", ["self_attention", "rnn"])
+def test_sentiment_from_scratch_smoke(run_leedl, tmp_path, model):
+    """Chapter 3's N -> 1: the encoder trained from scratch on SST-2 with a vocabulary learned from train."""
+    res = _ok(run_leedl(["task=sentiment", f"model={model}", "debug=smoke", "seed=0", "threads=1",
+                         *data_dir_for("written", tmp_path, "sst2")]))
+    assert 0.0 <= res["metrics"]["test/acc"] <= 1.0
+
+
+def test_sentiment_self_attention_learns_the_written_sentences(run_leedl, tmp_path):
+    """400 written sentences whose label is one sentiment word: a small encoder from scratch gets the 40 dev ones."""
+    write_sst2(tmp_path / "data", n_train=420)
+    res = _ok(run_leedl(["task=sentiment", "model=self_attention", "seed=0", "threads=1", "logger=none",
+                         "callbacks=none", "trainer.enable_progress_bar=false", "trainer.max_epochs=6",
+                         "task.data.batch_size=16", "task.data.val_size=20", "optimizer.lr=3e-3",
+                         "model.d_model=32", "model.d_ff=64", "model.num_heads=2", "model.word_dropout=0.0",
+                         "task.data.vocab_kind=word", f"data_dir={tmp_path / 'data'}"]))
+    assert res["metrics"]["test/acc"] >= 0.9

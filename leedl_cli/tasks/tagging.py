@@ -16,8 +16,12 @@ import logging
 
 import torch
 import torch.nn.functional as F
-from torchmetrics.functional.classification import (multiclass_accuracy, multiclass_f1_score,
-                                                    multiclass_precision, multiclass_recall)
+from torchmetrics.functional.classification import (
+    multiclass_accuracy,
+    multiclass_f1_score,
+    multiclass_precision,
+    multiclass_recall,
+)
 
 from leedl_cli.data.tokenized import IGNORE_INDEX
 from leedl_cli.tasks.base import LeedlTask, StagedSteps
