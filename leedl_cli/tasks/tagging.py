@@ -57,9 +57,9 @@ class TokenClassification(StagedSteps, LeedlTask):
         if stage == "train":
             if self.logs_this_step():
                 self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
-            self._train_correct += int((preds[keep] == labels[keep]).sum())
-            self._train_count += int(keep.sum())
-            self.log("train/tokens", float(keep.sum()), on_step=False, on_epoch=True, reduce_fx="sum")
+            with torch.no_grad():   # tallied per step (microseconds), logged once per epoch
+                self._train_correct += (preds[keep] == labels[keep]).sum()
+                self._train_count += keep.sum()
             return loss
         store = self._eval.setdefault(stage, {"preds": [], "labels": [], "loss": 0.0, "n": 0, "rows": {}})
         store["preds"].append(preds[keep].cpu())
@@ -73,8 +73,10 @@ class TokenClassification(StagedSteps, LeedlTask):
 
     # ---- metrics -----------------------------------------------------------------------------
     def on_train_epoch_end(self) -> None:
-        if self._train_count:
-            self.log("train/acc", self._train_correct / self._train_count)
+        count = int(self._train_count)
+        if count:
+            self.log("train/acc", float(self._train_correct) / count)
+            self.log("train/tokens", float(count))
         self._train_correct = self._train_count = 0
 
     def _finish(self, stage: str) -> dict | None:
