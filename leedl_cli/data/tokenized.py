@@ -42,7 +42,8 @@ class FeatureDataset(Dataset):
 class PadCollator:
     """Dynamic padding: every sequence key is padded to the longest sequence of *this* batch.
 
-    `pads` names the sequence keys and their padding value (default: `DEFAULT_PADS`, input_ids padded with
+    `pads` names the sequence keys (lists, or lists of lists such as the characters of each word: padded in
+    both dimensions) and their padding value (default: `DEFAULT_PADS`, input_ids padded with
     `pad_token_id`); ints/floats/bools become tensors; `keep` keys are passed through as Python lists
     (strings, words); `skip` keys are left out on purpose (e.g. QA offsets, looked up by feature_index).
     Any other key raises: a task must say what happens to each key.
@@ -63,9 +64,15 @@ class PadCollator:
                 continue
             values = [it[key] for it in items]
             if key in self.pad:
-                longest = max(len(v) for v in values)
                 pad = self.pad[key]
                 dtype = torch.float32 if isinstance(pad, float) else torch.long
+                longest = max(len(v) for v in values)
+                if any(v and isinstance(v[0], (list, tuple)) for v in values):   # nested: [words][characters]
+                    inner = max((len(w) for v in values for w in v), default=1) or 1
+                    rows = [[list(w) + [pad] * (inner - len(w)) for w in v] + [[pad] * inner] * (longest - len(v))
+                            for v in values]
+                    out[key] = torch.tensor(rows, dtype=dtype)
+                    continue
                 out[key] = torch.tensor([list(v) + [pad] * (longest - len(v)) for v in values], dtype=dtype)
             elif key in self.keep:
                 out[key] = values

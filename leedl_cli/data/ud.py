@@ -7,8 +7,9 @@ tagged). Two encodings, chosen by the model:
 - from scratch (`backbone: null`): a word vocabulary learned from the training split with Hugging Face
   `tokenizers` (lower-cased; cached, see data/tokenizers.py) -> `input_ids`, plus two features that help with
   words the vocabulary has never seen: the id of the word's last `suffix_length` characters (a second
-  vocabulary, also learned from the training split) -> `suffix_ids`, and its shape (lower, Title, UPPER,
-  digits, punctuation, hyphen) -> `shape_ids`;
+  vocabulary, also learned from the training split) -> `suffix_ids`, its shape (lower, Title, UPPER,
+  digits, punctuation, hyphen) -> `shape_ids`, and its characters (case kept; a character vocabulary learned
+  from the training words) -> `char_ids` [words][characters];
 - a pretrained backbone (`backbone: minilm`): its own tokenizer on the words (`is_split_into_words`), the
   label on each word's first sub-word and -100 (ignored) on the others (chapter 5, case 2).
 """
@@ -118,16 +119,16 @@ class UDDataModule(TokenizedDataModule):
                  vocab_size: int = 30000, min_frequency: int = 1, lowercase: bool = True, suffix_length: int = 3,
                  max_length: int = 256, batch_size: int = 32, eval_batch_size: int = 128,
                  max_train_sentences: int | None = None, max_eval_sentences: int | None = None,
-                 bucket: bool = True, seed: int = 0) -> None:
+                 bucket: bool = True, max_word_chars: int = 16, seed: int = 0) -> None:
         super().__init__()
         self.dataset, self.data_dir, self.backbone = dataset, data_dir, backbone
         self.vocab_size, self.min_frequency, self.lowercase = int(vocab_size), int(min_frequency), bool(lowercase)
         self.suffix_length, self.max_length = int(suffix_length), int(max_length)
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.limits = {"train": max_train_sentences, "val": max_eval_sentences, "test": max_eval_sentences}
-        self.seed = seed
+        self.seed, self.max_word_chars = seed, int(max_word_chars)
         self.bucket_by = "input_ids" if bucket else None
-        self.tokenizer = self.vocab = self.suffix_vocab = None
+        self.tokenizer = self.vocab = self.suffix_vocab = self.char_vocab = None
         self.sentences: dict[str, list[dict]] = {}
         self.features: dict[str, list[dict]] = {}
         self.files: dict[str, Path] = {}
@@ -158,15 +159,24 @@ class UDDataModule(TokenizedDataModule):
     def _suffix(self, word: str) -> str:
         return word.lower()[-self.suffix_length:]
 
+    def _chars(self, word: str) -> list[str]:
+        """The characters of a word (case kept); a long word keeps its first 4 and its last characters."""
+        n = self.max_word_chars
+        chars = list(word) if len(word) <= n else list(word[:4]) + list(word[-(n - 4):])
+        return [c if not c.isspace() else "_" for c in chars]
+
     def _word_features(self, sents: list[dict]) -> list[dict]:
         word_ids = self.vocab.encode_batch([[w.replace(" ", "_") for w in s["words"]] for s in sents])
         suffix_ids = self.suffix_vocab.encode_batch([[self._suffix(w).replace(" ", "_") or "_" for w in s["words"]]
                                                      for s in sents])
+        words = [w for s in sents for w in s["words"]]
+        char_ids = iter(self.char_vocab.encode_batch([self._chars(w) for w in words]))
         out = []
         for s, ids, sfx in zip(sents, word_ids, suffix_ids):
             if len(ids) != len(s["words"]):
                 raise LeedlError(f"sentence {s['sent_id']}: {len(ids)} ids for {len(s['words'])} words")
             out.append({"input_ids": ids, "suffix_ids": sfx, "shape_ids": [word_shape(w) for w in s["words"]],
+                        "char_ids": [next(char_ids) for _ in s["words"]],
                         "labels": [self.tag_index.get(t, IGNORE_INDEX) for t in s["upos"]]})
         return out
 
@@ -210,6 +220,9 @@ class UDDataModule(TokenizedDataModule):
                                                   for ws in train_words), f"{self.dataset}-suffix{self.suffix_length}",
                                                  kind="word", vocab_size=5000, min_frequency=2, lowercase=True,
                                                  pretokenized=True, source=source)
+            self.char_vocab = Vocabulary.train((self._chars(w) for ws in train_words for w in ws),
+                                               f"{self.dataset}-chars{self.max_word_chars}", kind="word", vocab_size=500,
+                                               min_frequency=2, lowercase=False, pretokenized=True, source=source)
             self.tokenizer = self.vocab
             encode = self._word_features
         self.features = {split: encode(sents) for split, sents in self.sentences.items()}
@@ -221,7 +234,7 @@ class UDDataModule(TokenizedDataModule):
         if self.backbone:
             pads.update(attention_mask=0, token_type_ids=0)
         else:
-            pads.update(suffix_ids=0, shape_ids=0)
+            pads.update(suffix_ids=0, shape_ids=0, char_ids=0)
         return PadCollator(self.tokenizer.pad_token_id, pads=pads)
 
     def model_kwargs(self) -> dict:
@@ -229,6 +242,6 @@ class UDDataModule(TokenizedDataModule):
         kwargs = {"num_classes": self.num_classes, "num_labels": self.num_classes}
         if self.vocab is not None:
             kwargs.update(vocab_size=len(self.vocab), suffix_vocab_size=len(self.suffix_vocab),
-                          shape_vocab_size=2 * len(SHAPES), pad_token_id=self.vocab.pad_token_id,
+                          shape_vocab_size=2 * len(SHAPES), char_vocab_size=len(self.char_vocab), pad_token_id=self.vocab.pad_token_id,
                           unk_token_id=self.vocab.unk_token_id)
         return kwargs

@@ -34,10 +34,10 @@ class SelfAttentionModel(SequenceModel):
         return h
 
     @torch.no_grad()
-    def attention_maps(self, input_ids, suffix_ids=None, shape_ids=None) -> list[torch.Tensor]:
+    def attention_maps(self, input_ids, suffix_ids=None, shape_ids=None, char_ids=None) -> list[torch.Tensor]:
         """alpha' [B, H, L, L] of every layer for this batch (evaluation mode)."""
         was = self.training
         self.eval()
-        self.forward(input_ids, suffix_ids, shape_ids, need_weights=True)
+        self.forward(input_ids, suffix_ids, shape_ids, char_ids, need_weights=True)
         self.train(was)
         return self._weights

@@ -4,8 +4,8 @@ Every model here maps token ids [B, L] (0 = padding) to per-token logits [B, L, 
 `pooling: none`) or, with `pooling: mean | max | first`, to one vector per sequence -> logits [B, C]
 (N -> 1, sentiment). Which one is the task's choice (`task.pooling`, read by the model's YAML).
 
-`TokenFeatures`: the word's embedding, plus (when the data module supplies them) the embedding of its suffix
-and of its shape — what lets a tagger guess the tag of a word it never saw. During training `word_dropout`
+`TokenFeatures`: the word's embedding, plus (when the data module supplies them) the embedding of its suffix,
+of its shape and a character CNN over its letters — what lets a tagger guess the tag of a word it never saw. During training `word_dropout`
 replaces a fraction of the words by [UNK], so the [UNK] embedding is trained in context.
 
 - `WindowMLP`: the book's first attempt (section 3.1): a fully connected network sees each word together with
@@ -37,23 +37,41 @@ def pool(h: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
     raise LeedlError(f"pooling={how!r}: one of {', '.join(POOLINGS)}")
 
 
+class CharCNN(nn.Module):
+    """A word from its characters: embeddings -> 1-d convolution (width 3) -> max over the characters."""
+
+    def __init__(self, char_vocab_size: int, char_dim: int = 32, filters: int = 64) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(char_vocab_size, char_dim, padding_idx=0)
+        self.conv = nn.Conv1d(char_dim, filters, 3, padding=1)
+        self.out_dim = filters
+
+    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:          # [B, L, C] -> [B, L, filters]
+        b, n, c = char_ids.shape
+        x = self.embed(char_ids.reshape(b * n, c)).transpose(1, 2)      # [B*L, char_dim, C]
+        h = torch.relu(self.conv(x)).masked_fill((char_ids.reshape(b * n, 1, c) == 0), 0.0)
+        return h.amax(-1).reshape(b, n, -1)
+
+
 class TokenFeatures(nn.Module):
-    """Embeddings of word (+ suffix + shape) ids, concatenated and projected to `dim`."""
+    """Embeddings of word (+ suffix + shape + characters) ids, concatenated and projected to `dim`."""
 
     def __init__(self, vocab_size: int, dim: int, embed_dim: int | None = None, suffix_vocab_size: int = 0,
                  shape_vocab_size: int = 0, feature_dim: int = 32, word_dropout: float = 0.0,
-                 unk_token_id: int = 1, dropout: float = 0.0) -> None:
+                 unk_token_id: int = 1, dropout: float = 0.0, char_vocab_size: int = 0, char_filters: int = 64) -> None:
         super().__init__()
         embed_dim = embed_dim or dim
         self.words = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.suffixes = nn.Embedding(suffix_vocab_size, feature_dim, padding_idx=0) if suffix_vocab_size else None
         self.shapes = nn.Embedding(shape_vocab_size, feature_dim // 2, padding_idx=0) if shape_vocab_size else None
-        total = embed_dim + (feature_dim if self.suffixes else 0) + (feature_dim // 2 if self.shapes else 0)
+        self.chars = CharCNN(char_vocab_size, feature_dim, char_filters) if char_vocab_size and char_filters else None
+        total = embed_dim + (feature_dim if self.suffixes else 0) + (feature_dim // 2 if self.shapes else 0) + \
+            (char_filters if self.chars else 0)
         self.proj = nn.Linear(total, dim) if total != dim else nn.Identity()
         self.word_dropout, self.unk = float(word_dropout), int(unk_token_id)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, input_ids, suffix_ids=None, shape_ids=None) -> torch.Tensor:
+    def forward(self, input_ids, suffix_ids=None, shape_ids=None, char_ids=None) -> torch.Tensor:
         if self.training and self.word_dropout > 0:
             drop = (torch.rand(input_ids.shape, device=input_ids.device) < self.word_dropout) & (input_ids != 0)
             input_ids = input_ids.masked_fill(drop, self.unk)
@@ -62,7 +80,9 @@ class TokenFeatures(nn.Module):
             parts.append(self.suffixes(suffix_ids))
         if self.shapes is not None and shape_ids is not None:
             parts.append(self.shapes(shape_ids))
-        if len(parts) == 1 and not isinstance(self.proj, nn.Identity) and (self.suffixes or self.shapes):
+        if self.chars is not None and char_ids is not None:
+            parts.append(self.chars(char_ids))
+        if len(parts) == 1 and not isinstance(self.proj, nn.Identity) and (self.suffixes or self.shapes or self.chars):
             raise LeedlError("this model was built with suffix/shape features, but the batch has none")
         return self.drop(self.proj(torch.cat(parts, dim=-1)))
 
@@ -73,7 +93,8 @@ class SequenceModel(nn.Module):
     def __init__(self, vocab_size: int, num_classes: int, dim: int, embed_dim: int | None = None,
                  suffix_vocab_size: int = 0, shape_vocab_size: int = 0, feature_dim: int = 32,
                  word_dropout: float = 0.0, unk_token_id: int = 1, dropout: float = 0.1, pooling: str = "none",
-                 use_features: bool = True, pad_token_id: int = 0, num_labels: int | None = None) -> None:
+                 use_features: bool = True, pad_token_id: int = 0, num_labels: int | None = None,
+                 char_vocab_size: int = 0, char_filters: int = 64) -> None:
         super().__init__()
         if pad_token_id != 0 or (num_labels is not None and num_labels != num_classes):
             raise LeedlError(f"from-scratch sequence models need padding id 0 (got {pad_token_id}) and "
@@ -83,14 +104,14 @@ class SequenceModel(nn.Module):
         self.pooling = pooling
         self.embed = TokenFeatures(vocab_size, dim, embed_dim, suffix_vocab_size if use_features else 0,
                                    shape_vocab_size if use_features else 0, feature_dim, word_dropout, unk_token_id,
-                                   dropout)
+                                   dropout, char_vocab_size if use_features else 0, char_filters)
 
     def encode(self, x: torch.Tensor, mask: torch.Tensor, **kwargs) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
-    def forward(self, input_ids, suffix_ids=None, shape_ids=None, **kwargs) -> torch.Tensor:
+    def forward(self, input_ids, suffix_ids=None, shape_ids=None, char_ids=None, **kwargs) -> torch.Tensor:
         mask = input_ids != 0
-        h = self.encode(self.embed(input_ids, suffix_ids, shape_ids), mask, **kwargs)
+        h = self.encode(self.embed(input_ids, suffix_ids, shape_ids, char_ids), mask, **kwargs)
         return self.classifier(pool(h, mask, self.pooling))
 
 

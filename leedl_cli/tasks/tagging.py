@@ -28,7 +28,7 @@ from leedl_cli.tasks.base import LeedlTask, StagedSteps
 
 log = logging.getLogger(__name__)
 HF_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-SCRATCH_INPUTS = ("input_ids", "suffix_ids", "shape_ids")
+SCRATCH_INPUTS = ("input_ids", "suffix_ids", "shape_ids", "char_ids")
 
 
 class TokenClassification(StagedSteps, LeedlTask):
@@ -143,7 +143,8 @@ class TokenClassification(StagedSteps, LeedlTask):
         lo, hi = self.heatmap_words
         index = next((i for i, s in enumerate(sentences) if lo <= len(s["words"]) <= hi), 0)
         feat = dm.features["test"][index]
-        batch = {k: torch.tensor([feat[k]], device=self.device) for k in SCRATCH_INPUTS if k in feat}
+        collated = dm._collator()([feat])
+        batch = {k: collated[k].to(self.device) for k in SCRATCH_INPUTS if k in collated}
         from leedl_cli.analysis.attention_maps import plot_heads
 
         weights = self.model.attention_maps(**batch)
