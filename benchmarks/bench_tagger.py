@@ -38,7 +38,8 @@ def plain_epoch(ov: list[str]) -> tuple[float, int]:
     tokens = 0
     with Timer() as t:
         for batch in dm.train_dataloader():
-            logits = model(input_ids=batch["input_ids"], suffix_ids=batch["suffix_ids"], shape_ids=batch["shape_ids"])
+            logits = model(input_ids=batch["input_ids"], suffix_ids=batch["suffix_ids"], shape_ids=batch["shape_ids"],
+                           char_ids=batch["char_ids"])
             labels = batch["labels"]
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX)
             opt.zero_grad()

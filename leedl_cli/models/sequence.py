@@ -76,14 +76,14 @@ class TokenFeatures(nn.Module):
             drop = (torch.rand(input_ids.shape, device=input_ids.device) < self.word_dropout) & (input_ids != 0)
             input_ids = input_ids.masked_fill(drop, self.unk)
         parts = [self.words(input_ids)]
-        if self.suffixes is not None and suffix_ids is not None:
-            parts.append(self.suffixes(suffix_ids))
-        if self.shapes is not None and shape_ids is not None:
-            parts.append(self.shapes(shape_ids))
-        if self.chars is not None and char_ids is not None:
-            parts.append(self.chars(char_ids))
-        if len(parts) == 1 and not isinstance(self.proj, nn.Identity) and (self.suffixes or self.shapes or self.chars):
-            raise LeedlError("this model was built with suffix/shape features, but the batch has none")
+        for module, ids, name in ((self.suffixes, suffix_ids, "suffix_ids"), (self.shapes, shape_ids, "shape_ids"),
+                                  (self.chars, char_ids, "char_ids")):
+            if module is None:
+                continue
+            if ids is None:
+                raise LeedlError(f"this model was built with {name} features, but the batch has none "
+                                 f"(model.use_features=false for data without them)")
+            parts.append(module(ids))
         return self.drop(self.proj(torch.cat(parts, dim=-1)))
 
 
