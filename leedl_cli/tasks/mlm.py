@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from leedl_cli.data.text import IGNORE_INDEX
+from leedl_cli.data.tokenized import IGNORE_INDEX
 from leedl_cli.tasks.base import LeedlTask, StagedSteps
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,129 @@
+"""Tokenizers in one place, not tied to BERT.
+
+- `load_pretrained_tokenizer(backbone)`: a pretrained model's own fast tokenizer (offsets mapping), for
+  fine-tuning a Hugging Face backbone (`model=bert`).
+- `Vocabulary.train(...)`: a word-level (`kind=word`) or sub-word (`wordpiece`, `bpe`) vocabulary learned from
+  the *training split* with Hugging Face `tokenizers`, for models trained from scratch. It is cached in
+  `paths.cache_dir("vocab")` (never inside the read-only data folder) under a name keyed by the data set, the
+  vocabulary size and every option, written atomically; the next run loads it instead of training it.
+
+Special tokens of a trained vocabulary: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4, [BOS]=5, [EOS]=6.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Iterable
+
+from leedl_cli.backbones import resolve_backbone
+from leedl_cli.errors import LeedlError
+
+log = logging.getLogger(__name__)
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[BOS]", "[EOS]"]
+KINDS = ("word", "wordpiece", "bpe")
+
+
+def load_pretrained_tokenizer(backbone: str | os.PathLike):
+    """The backbone's own fast tokenizer (offsets mapping needs a fast one)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers import AutoTokenizer
+
+    where = resolve_backbone(backbone)
+    try:
+        tok = AutoTokenizer.from_pretrained(where, use_fast=True)
+    except OSError as err:
+        raise LeedlError(f"cannot load the tokenizer of model.backbone={backbone} ({where}): {err}. "
+                         f"Offline, give a local directory (default: model.backbone=minilm)") from err
+    if not tok.is_fast:
+        raise LeedlError(f"the tokenizer of {backbone} is not a fast tokenizer; leedl needs offsets mapping")
+    return tok
+
+
+def _build(kind: str, lowercase: bool, pretokenized: bool):
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    if kind == "word":
+        tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+        trainer_cls = trainers.WordLevelTrainer
+    elif kind == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.decoder = decoders.WordPiece()
+        trainer_cls = trainers.WordPieceTrainer
+    elif kind == "bpe":
+        tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+        trainer_cls = trainers.BpeTrainer
+    else:
+        raise LeedlError(f"vocabulary kind={kind!r}: one of {', '.join(KINDS)}")
+    norms = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
+    tok.normalizer = normalizers.Sequence(norms)
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit() if pretokenized else pre_tokenizers.BertPreTokenizer()
+    return tok, trainer_cls
+
+
+class Vocabulary:
+    """A trained `tokenizers.Tokenizer` with the few things a from-scratch model needs."""
+
+    def __init__(self, tokenizer, kind: str, pretokenized: bool) -> None:
+        self.tokenizer, self.kind, self.pretokenized = tokenizer, kind, pretokenized
+        self.pad_token_id = tokenizer.token_to_id("[PAD]")
+        self.unk_token_id = tokenizer.token_to_id("[UNK]")
+        self.cls_token_id = tokenizer.token_to_id("[CLS]")
+        self.sep_token_id = tokenizer.token_to_id("[SEP]")
+        self.mask_token_id = tokenizer.token_to_id("[MASK]")
+
+    def __len__(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    @staticmethod
+    def cache_path(dataset: str, kind: str, vocab_size: int, **options) -> Path:
+        from leedl_cli.paths import cache_dir
+
+        opts = json.dumps(options, sort_keys=True, default=str)
+        digest = hashlib.sha256(opts.encode()).hexdigest()[:12]
+        return cache_dir("vocab") / f"{dataset}-{kind}-{vocab_size}-{digest}.json"
+
+    @classmethod
+    def train(cls, texts: Iterable, dataset: str, kind: str = "word", vocab_size: int = 20000,
+              min_frequency: int = 1, lowercase: bool = True, pretokenized: bool = False,
+              source: str = "") -> "Vocabulary":
+        """Learn a vocabulary from `texts` (strings, or word lists when `pretokenized`), or load the cached one.
+
+        `dataset` and `source` (e.g. the training file's size and mtime) name what the texts are; with the
+        kind, size and options they key the cache file.
+        """
+        from tokenizers import Tokenizer
+
+        if kind not in KINDS:
+            raise LeedlError(f"vocabulary kind={kind!r}: one of {', '.join(KINDS)}")
+        path = cls.cache_path(dataset, kind, int(vocab_size), min_frequency=min_frequency, lowercase=lowercase,
+                              pretokenized=pretokenized, source=source)
+        if path.is_file():
+            log.info("vocabulary %s loaded from %s", dataset, path)
+            return cls(Tokenizer.from_file(str(path)), kind, pretokenized)
+        tok, trainer_cls = _build(kind, lowercase, pretokenized)
+        trainer = trainer_cls(vocab_size=int(vocab_size), min_frequency=int(min_frequency), special_tokens=SPECIALS,
+                              show_progress=False)
+        lines = (" ".join(t) if pretokenized else t for t in texts)
+        tok.train_from_iterator(lines, trainer=trainer)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tok.save(str(tmp))
+        os.replace(tmp, path)
+        log.info("vocabulary %s (%s, %d entries) trained and cached in %s", dataset, kind, tok.get_vocab_size(), path)
+        return cls(tok, kind, pretokenized)
+
+    def encode(self, text: str | list[str]) -> list[int]:
+        """Token ids of a string, or (pretokenized) one id per word for `kind=word`."""
+        return self.tokenizer.encode(text, is_pretokenized=self.pretokenized, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list) -> list[list[int]]:
+        encs = self.tokenizer.encode_batch(texts, is_pretokenized=self.pretokenized, add_special_tokens=False)
+        return [e.ids for e in encs]
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.tokenizer.token_to_id(token)
+
+    def id_to_token(self, i: int) -> str | None:
+        return self.tokenizer.id_to_token(i)
