@@ -138,8 +138,9 @@ def play(board: np.ndarray, row: int, col: int, colour: int, lab: np.ndarray, li
     captured = {lab[p] for p in near if board[p] == opp and libs[lab[p]] == 1}
     for g in captured:
         new[lab == g] = 0
-    if not captured and all(board[p] == colour and libs[lab[p]] == 1 for p in near):
-        own = {lab[p] for p in near}
+    if not captured and all(board[p] != 0 for p in near) and \
+            all(libs[lab[p]] == 1 for p in near if board[p] == colour):   # no liberty left: suicide
+        own = {lab[p] for p in near if board[p] == colour}
         for g in own:
             new[lab == g] = 0
         new[row, col] = 0

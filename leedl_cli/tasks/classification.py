@@ -82,6 +82,26 @@ class Classification(StagedSteps, LeedlTask):
         acc.reset()
         loss.reset()
 
+    def on_fit_start(self) -> None:
+        """Record the activation values one input creates (every module's output, for the memory comparison of
+        pooling vs strided convolutions), from one forward pass in eval mode."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        x = getattr(datamodule, "train", None)
+        if not isinstance(x, tuple) or not torch.is_tensor(x[0]) or x[0].dim() != 4:
+            return
+        sizes: list[int] = []
+        leaves = [m for m in self.model.modules() if not list(m.children())]
+        handles = [m.register_forward_hook(lambda m, i, o: sizes.append(o.numel()) if torch.is_tensor(o) else None)
+                   for m in leaves]
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            self.model(x[0][:1].to(self.device))
+        self.model.train(was_training)
+        for h in handles:
+            h.remove()
+        self.results["activations_per_image"] = int(sum(sizes))
+
     def training_step(self, batch, batch_idx):
         loss = self._step(batch, "train")
         if self.logs_this_step():
