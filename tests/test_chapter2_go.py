@@ -2,64 +2,11 @@
 sgfmill's own board, the symmetries, the cache, a smoke run and a small pinned run the network must learn."""
 from __future__ import annotations
 
-import io
-import tarfile
-
 import numpy as np
 import pytest
 import torch
-
+from ch2_files import random_game, row_game, sgf_game, write_archive
 from conftest import data_available
-
-LETTERS = "abcdefghijklmnopqrs"
-
-
-def sgf_point(row: int, col: int) -> str:
-    """sgfmill's (row, col) has row 0 at the bottom; SGF's second letter counts from the top."""
-    return LETTERS[col] + LETTERS[18 - row]
-
-
-def sgf_game(moves: list[tuple[int, int] | None], setup_black: list[tuple[int, int]] = (), size: int = 19) -> bytes:
-    head = f"(;GM[1]FF[4]SZ[{size}]"
-    if setup_black:
-        head += "AB" + "".join(f"[{sgf_point(*p)}]" for p in setup_black)
-    body = ""
-    colour = "W" if setup_black else "B"
-    for m in moves:
-        body += f";{colour}[{'' if m is None else sgf_point(*m)}]"
-        colour = "W" if colour == "B" else "B"
-    return (head + body + ")").encode()
-
-
-def random_game(rng: np.random.Generator, n_moves: int = 80) -> list[tuple[int, int] | None]:
-    """A random legal game (captures happen), played on sgfmill's board."""
-    from sgfmill import boards
-
-    board = boards.Board(19)
-    moves, colour = [], "b"
-    for _ in range(n_moves):
-        empty = [(r, c) for r in range(19) for c in range(19) if board.get(r, c) is None]
-        r, c = empty[rng.integers(len(empty))]
-        board.play(r, c, colour)
-        moves.append((r, c))
-        colour = "w" if colour == "b" else "b"
-    return moves
-
-
-def row_game(rng: np.random.Generator, n_moves: int = 30) -> list[tuple[int, int]]:
-    """Every move is the point right of the previous one (wrapping to the next row up): learnable from the
-    "turns since" planes by a small CNN."""
-    start = int(rng.integers(0, 15 * 19))
-    return [divmod(start + t, 19) for t in range(n_moves)]
-
-
-def write_archive(path, games: list[bytes]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as tar:
-        for i, g in enumerate(games):
-            info = tarfile.TarInfo(f"games/{i:04d}.sgf")
-            info.size = len(g)
-            tar.addfile(info, io.BytesIO(g))
 
 
 def test_groups_and_liberties_of_a_known_board():

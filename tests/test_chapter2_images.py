@@ -3,55 +3,12 @@ no data mirror is needed; augmentation, transformed test sets, stn_cnn, the pool
 from __future__ import annotations
 
 import gzip
-import pickle
-import struct
 
 import numpy as np
 import pytest
 import torch
-
+from ch2_files import IDX_NAMES, bar_images, write_cifar, write_idx, write_idx_set
 from conftest import data_available
-
-IDX_NAMES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
-
-
-def write_idx(path, array: np.ndarray) -> None:
-    array = np.asarray(array, np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.tobytes())
-
-
-def bar_images(n: int, seed: int, size: int = 28) -> tuple[np.ndarray, np.ndarray]:
-    """Class k: a bright horizontal bar at row 2 + 2k, at a random column offset, plus noise: learnable, easy."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 10, n)
-    x = rng.integers(0, 40, (n, size, size))
-    for i, k in enumerate(y):
-        c = rng.integers(0, size - 12)
-        x[i, 2 + 2 * k: 4 + 2 * k, c:c + 12] = 255
-    return x.astype(np.uint8), y.astype(np.uint8)
-
-
-def write_idx_set(folder, n_train: int = 600, n_test: int = 200) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    xtr, ytr = bar_images(n_train, 0)
-    xte, yte = bar_images(n_test, 1)
-    for name, a in zip(IDX_NAMES, (xtr, ytr, xte, yte)):
-        write_idx(folder / name, a)
-
-
-def write_cifar(folder, n_per_batch: int = 40) -> None:
-    d = folder / "cifar10" / "cifar-10-batches-py"
-    d.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
-                 b"labels": rng.integers(0, 10, n_per_batch).tolist(), b"batch_label": name.encode()}
-        with open(d / name, "wb") as f:
-            pickle.dump(batch, f)
-
 
 SMALL = ["task.data.val_size=100", "task.data.eval_batch_size=100"]
 
@@ -70,7 +27,6 @@ def test_cifar10_smoke_on_pickle_batches_written_here(run_leedl, tmp_path):
                    "task.data.val_size=20", "task.data.augment=standard"])
     assert r["status"] == "ok", r.get("error")
     import hydra
-
     from conftest import compose
     cfg = compose(["task=cifar10", f"data_dir={tmp_path}/data", "task.data.val_size=20"])
     dm = hydra.utils.instantiate(cfg.task.data)
