@@ -117,6 +117,7 @@ def test_augmentation_is_on_the_fly_reproducible_and_absent_when_off():
     y = torch.arange(64)
     aug = parse_augment("rotate:30+translate+crop")
     assert aug == {"rotate": 30.0, "translate": 0.1, "crop": 0.6}
+    assert parse_augment("rotate45+scale0.3") == {"rotate": 45.0, "scale": 0.3}, "the sweep-friendly spelling"
     loader = AugmentedLoader(x, y, augment=aug, batch_size=16, shuffle=True, seed=3)
     first = [b for b in loader]
     again = [b for b in loader]

@@ -6,7 +6,8 @@ that come from outside the image get the data set's background value. A run that
 this code: its training loader is the plain `InMemoryLoader`.
 
 `task.data.augment` names the transforms, joined by `+` (or a list): `rotate`, `translate`, `crop`, `flip`, and
-`standard` (= all that the data set allows). Each may carry its strength after a colon:
+`standard` (= all that the data set allows). Each may carry its strength, after a colon or right after the name
+(`rotate:30` = `rotate30`; the second form needs no escaping in Hydra sweeps):
 
     rotate:30     uniform angle in [-30, 30] degrees                  (default 20)
     translate:0.1 shift by up to 10% of the image size in x and y    (default 0.1)
@@ -20,6 +21,7 @@ e.g. `task.data.augment=rotate:30+crop` or `task.data.augment=standard`.
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +42,8 @@ def parse_augment(spec, allows_flip: bool = False) -> dict[str, float]:
     for item in (str(i).strip() for i in items):
         if not item or item.lower() in ("none", "null", "false"):
             continue
-        name, _, value = item.partition(":")
+        match = re.fullmatch(r"([A-Za-z_]+):?\s*(.*)", item)
+        name, value = (match.group(1), match.group(2)) if match else (item, "")
         name = name.strip().lower()
         if name == "standard":
             for n in STANDARD:
