@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 SIZE = 19
 POINTS = SIZE * SIZE
 SPLIT_SEED = 0
-ENCODING_VERSION = 1        # bump when what is stored per position changes (invalidates the cache)
+ENCODING_VERSION = 2        # bump when what is stored per position changes (invalidates the cache); 2: suicide fix
 FEATURE_SETS = {"basic": 7, "history": 15}
 EMPTY_PLANE = 2
 
