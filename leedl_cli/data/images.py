@@ -1,19 +1,30 @@
-"""Small image classification sets held as tensors in memory: digits (scikit-learn), MNIST (IDX files).
+"""Image classification sets held as tensors in memory: digits (scikit-learn), MNIST and Fashion-MNIST (IDX
+files), CIFAR-10 (the python pickle batches).
 
-Each data module reports the shapes a model needs through `model_kwargs()`.
+Each data module reports the shapes a model needs through `model_kwargs()`. Options shared by all of them:
+
+- `train_size` / `train_fraction`: a fixed random, nested subset of the training images (data-size experiments);
+- `augment`: data augmentation applied on the fly to each training batch (see `leedl_cli.data.augment`); runs
+  without it use the plain in-memory loader, untouched;
+- `test_rotations` / `test_scales`: extra *transformed test sets*, the same test images rotated by +-theta
+  (alternately + and -) or scaled by s, on which the task reports accuracy (`test_rot30/acc`, `test_scale0.7/acc`):
+  a CNN is not invariant to rotation and scaling (chapter 2).
 """
 from __future__ import annotations
 
 import gzip
 import logging
+import pickle
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from leedl_cli.data.augment import AugmentedLoader, parse_augment, transform_images
 from leedl_cli.data.memory import InMemoryLoader
-from leedl_cli.errors import DataNotFoundError
+from leedl_cli.errors import DataNotFoundError, LeedlError
 from leedl_cli.paths import data_path, downloads_allowed, require_files
 
 log = logging.getLogger(__name__)
@@ -25,13 +36,21 @@ class InMemoryImageDataModule(pl.LightningDataModule):
     """Base: subclasses fill self.{train,val,test} = (images float [N,C,H,W], labels long [N])."""
 
     num_classes = 10
+    allows_flip = False            # horizontal flip keeps the label (CIFAR-10 yes; digits, clothes' text: no)
+    background = 0.0               # the value of an empty pixel after normalisation (what transforms fill in)
 
     def __init__(self, batch_size: int = 64, eval_batch_size: int = 1000, seed: int = 0,
-                 train_fraction: float = 1.0, train_size: int | None = None, augment: str | None = None) -> None:
+                 train_fraction: float = 1.0, train_size: int | None = None, augment: str | None = None,
+                 test_rotations: list[float] | None = None, test_scales: list[float] | None = None) -> None:
         super().__init__()
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
         self.train_fraction, self.train_size = train_fraction, train_size
-        self.augment = augment
+        self.augment = parse_augment(augment, allows_flip=self.allows_flip)
+        self.test_rotations = [float(a) for a in (test_rotations or [])]
+        self.test_scales = [float(s) for s in (test_scales or [])]
+        for s in self.test_scales:
+            if s <= 0:
+                raise LeedlError(f"task.data.test_scales={self.test_scales}: each scale must be > 0 (1.0 = unchanged)")
         self.train = self.val = self.test = None
 
     def load(self) -> None:  # pragma: no cover - abstract
@@ -59,7 +78,12 @@ class InMemoryImageDataModule(pl.LightningDataModule):
         return {"rank": trainer.global_rank, "world_size": trainer.world_size}
 
     def train_dataloader(self):
-        loader = InMemoryLoader(*self.train, batch_size=self.batch_size, shuffle=True, seed=self.seed, **self._dist())
+        if self.augment:
+            loader = AugmentedLoader(*self.train, augment=self.augment, background=self.background,
+                                     batch_size=self.batch_size, shuffle=True, seed=self.seed, **self._dist())
+        else:
+            loader = InMemoryLoader(*self.train, batch_size=self.batch_size, shuffle=True, seed=self.seed,
+                                    **self._dist())
         if getattr(self, "_resume_loader", None):
             loader.load_state_dict(self._resume_loader)
             self._resume_loader = None
@@ -80,6 +104,19 @@ class InMemoryImageDataModule(pl.LightningDataModule):
 
     def test_dataloader(self):
         return InMemoryLoader(*self.test, batch_size=self.eval_batch_size, **self._dist())
+
+    def transformed_test_sets(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """{name: (images, labels)}: the test set rotated by +-theta (sign alternating by image) / scaled by s."""
+        self.setup()
+        x, y = self.test
+        sets = {}
+        sign = torch.where(torch.arange(len(x)) % 2 == 0, 1.0, -1.0)
+        for a in self.test_rotations:
+            sets[f"test_rot{a:g}"] = (transform_images(x, angle_deg=sign * a, background=self.background), y)
+        for s in self.test_scales:
+            sets[f"test_scale{s:g}"] = (transform_images(x, scale=torch.full((len(x),), s),
+                                                         background=self.background), y)
+        return sets
 
 
 def _split(x: torch.Tensor, y: torch.Tensor, fractions: tuple[float, float]):
@@ -103,6 +140,8 @@ class DigitsDataModule(InMemoryImageDataModule):
         self.drop_blank_pixels = drop_blank_pixels
         self.blank_pixels: list[int] = []
 
+    background = -1.0   # (0 - 0.5) / 0.5
+
     def load(self) -> None:
         from sklearn.datasets import load_digits
 
@@ -120,60 +159,197 @@ class DigitsDataModule(InMemoryImageDataModule):
                                                for xs, ys in (self.train, self.val, self.test))
 
 
+# ---- IDX files (MNIST, Fashion-MNIST) ---------------------------------------------------------------------------
 MNIST_FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+IDX_TYPES = {0x08: np.uint8}   # the only element type these data sets use (unsigned bytes)
+
+
+class CorruptDataError(DataNotFoundError):
+    """A data file is there but truncated or not in the format it should be."""
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (gzip or plain), the format of the original MNIST files."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    """Read an IDX file (gzip or plain), the format of the original MNIST files, checking its header.
 
-
-class MNISTDataModule(InMemoryImageDataModule):
-    """MNIST from the four original IDX files in `<root>/mnist` (torchvision downloads them when allowed).
-
-    The last `val_size` training images are the validation set; the official 10,000 are the test set.
+    The header is: two zero bytes, the element type (0x08 = unsigned byte), the number of dimensions, then each
+    dimension as a big-endian 32-bit integer. The data after it must hold exactly prod(dims) elements.
     """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, OSError, zlib.error) as err:
+        raise CorruptDataError(f"{path} is truncated or corrupt ({type(err).__name__}: {err}); "
+                               f"download it again") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in IDX_TYPES:
+        raise CorruptDataError(f"{path} is not an IDX file of unsigned bytes (header {data[:4].hex() or 'empty'}, "
+                               f"expected 000008nn); download it again")
+    ndim = data[3]
+    offset = 4 + 4 * ndim
+    if ndim == 0 or len(data) < offset:
+        raise CorruptDataError(f"{path}: IDX header truncated ({len(data)} bytes, {ndim} dimensions)")
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    expected = offset + int(np.prod(dims))
+    if len(data) != expected:
+        raise CorruptDataError(f"{path} is truncated or corrupt: its header says {' x '.join(map(str, dims))} "
+                               f"({expected:,} bytes), the file holds {len(data):,} bytes; download it again")
+    return np.frombuffer(data, dtype=IDX_TYPES[data[2]], offset=offset).reshape(dims)
+
+
+class IDXDataModule(InMemoryImageDataModule):
+    """A data set in the four IDX files of MNIST's layout, in `<root>/<folder>` (torchvision downloads them when
+    allowed). The last `val_size` training images are the validation set; the official test images the test set.
+    """
+
+    folder_name = "mnist"
+    title = "MNIST"
+    mean, std = MNIST_MEAN, MNIST_STD
+    torchvision_class = "MNIST"
+    how_to_get = ("download the four IDX .gz files from the MNIST page (torchvision.datasets.MNIST does this "
+                  "with download=True on a machine with internet)")
 
     def __init__(self, root: str | None = None, val_size: int = 5000, download: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.folder = data_path(root, "mnist")
-        self.val_size, self.download = val_size, download
+        self.folder = data_path(root, self.folder_name)
+        self.val_size, self.download = int(val_size), download
+
+    @property
+    def background(self) -> float:
+        return -self.mean / self.std
 
     def prepare_data(self) -> None:
         if all((self.folder / f).exists() for f in MNIST_FILES):
             return
         if self.download and downloads_allowed():
             try:
-                from torchvision.datasets import MNIST
-                MNIST(str(self.folder.parent / "_torchvision"), download=True)
-                raw = self.folder.parent / "_torchvision" / "MNIST" / "raw"
+                import torchvision.datasets
+
+                cls = getattr(torchvision.datasets, self.torchvision_class)
+                cls(str(self.folder.parent / "_torchvision"), download=True)
+                raw = self.folder.parent / "_torchvision" / self.torchvision_class / "raw"
                 self.folder.mkdir(parents=True, exist_ok=True)
                 for f in MNIST_FILES:
                     (raw / f).replace(self.folder / f)
             except Exception as err:  # network errors of every kind
-                log.warning("MNIST download failed: %s", err)
-        require_files(self.folder, MNIST_FILES, "MNIST",
-                      "download the four IDX .gz files from the MNIST page (torchvision.datasets.MNIST does this "
-                      "with download=True on a machine with internet)")
+                log.warning("%s download failed: %s", self.title, err)
+        require_files(self.folder, MNIST_FILES, self.title, self.how_to_get)
 
     def load(self) -> None:
         self.prepare_data()
         f = self.folder
-        def images(name):
-            x = torch.from_numpy(read_idx(f / name).copy()).float().div_(255).unsqueeze(1)
-            return (x - MNIST_MEAN) / MNIST_STD
-        def labels(name):
-            return torch.from_numpy(read_idx(f / name).astype(np.int64))
-        x, y = images(MNIST_FILES[0]), labels(MNIST_FILES[1])
-        if len(x) != 60000 or len(y) != 60000:
-            raise DataNotFoundError(f"MNIST training files in {f} hold {len(x)} images, expected 60,000")
+        arrays = [read_idx(f / name) for name in MNIST_FILES]
+        for (xs, ys), split in ((arrays[:2], "training"), (arrays[2:], "test")):
+            if xs.ndim != 3 or ys.ndim != 1 or len(xs) != len(ys):
+                raise CorruptDataError(f"{self.title} {split} files in {f} disagree: images {xs.shape}, labels "
+                                       f"{ys.shape} (expected [N, H, W] images and N labels)")
+            if ys.size and int(ys.max()) >= self.num_classes:
+                raise CorruptDataError(f"{self.title} {split} labels in {f} go up to {int(ys.max())}, expected "
+                                       f"0..{self.num_classes - 1}")
+        if arrays[0].shape[1:] != arrays[2].shape[1:]:
+            raise CorruptDataError(f"{self.title} training images are {arrays[0].shape[1:]}, test images "
+                                   f"{arrays[2].shape[1:]} in {f}")
+        n_train = len(arrays[0])
+        if not 0 <= self.val_size < n_train:
+            raise LeedlError(f"task.data.val_size={self.val_size}: must be >= 0 and below the {n_train:,} "
+                             f"training images in {f}")
+
+        def images(a):
+            x = torch.from_numpy(a.copy()).float().div_(255).unsqueeze(1)
+            return (x - self.mean) / self.std
+
+        def labels(a):
+            return torch.from_numpy(a.astype(np.int64))
+
+        x, y = images(arrays[0]), labels(arrays[1])
+        n = n_train - self.val_size
+        self.train, self.val = (x[:n], y[:n]), (x[n:], y[n:])
+        self.test = (images(arrays[2]), labels(arrays[3]))
+
+
+class MNISTDataModule(IDXDataModule):
+    """MNIST handwritten digits from the four original IDX files in `<root>/mnist`."""
+
+
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot"]
+
+
+class FashionMNISTDataModule(IDXDataModule):
+    """Fashion-MNIST (Zalando: 28x28 grey clothes, 10 classes) from its four IDX files in `<root>/fashion-mnist`."""
+
+    folder_name = "fashion-mnist"
+    title = "Fashion-MNIST"
+    mean, std = 0.2860, 0.3530
+    torchvision_class = "FashionMNIST"
+    how_to_get = ("download the four IDX .gz files from github.com/zalandoresearch/fashion-mnist (data/fashion/); "
+                  "torchvision.datasets.FashionMNIST does this with download=True on a machine with internet")
+
+
+# ---- CIFAR-10 (python version) ----------------------------------------------------------------------------------
+CIFAR_DIR = "cifar-10-batches-py"
+CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+CIFAR_TEST = "test_batch"
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 python batch (a pickle of {b'data': uint8 [N, 3072], b'labels': [N]}) -> images, labels."""
+    try:
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="bytes")
+        data = np.asarray(d[b"data"], dtype=np.uint8)
+        labels = np.asarray(d[b"labels"], dtype=np.int64)
+    except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as err:
+        raise CorruptDataError(f"{path} is not a CIFAR-10 python batch ({type(err).__name__}: {err}); "
+                               f"download cifar-10-python.tar.gz again") from None
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
+        raise CorruptDataError(f"{path}: data {data.shape} and {len(labels)} labels, expected [N, 3072] and N")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+class CIFAR10DataModule(InMemoryImageDataModule):
+    """CIFAR-10 (32x32 RGB, 10 classes) from `<root>/cifar10/cifar-10-batches-py` (torchvision's download layout):
+    five training batches (the last `val_size` images are the validation set) and the test batch."""
+
+    allows_flip = True
+
+    def __init__(self, root: str | None = None, val_size: int = 5000, download: bool = True, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.folder = data_path(root, "cifar10")
+        self.val_size, self.download = int(val_size), download
+
+    def prepare_data(self) -> None:
+        files = [f"{CIFAR_DIR}/{b}" for b in CIFAR_TRAIN + [CIFAR_TEST]]
+        if all((self.folder / f).exists() for f in files):
+            return
+        if self.download and downloads_allowed():
+            try:
+                from torchvision.datasets import CIFAR10
+                CIFAR10(str(self.folder), download=True)
+            except Exception as err:  # network errors of every kind
+                log.warning("CIFAR-10 download failed: %s", err)
+        require_files(self.folder, files, "CIFAR-10",
+                      "download cifar-10-python.tar.gz from www.cs.toronto.edu/~kriz/cifar.html and unpack it "
+                      "there (torchvision.datasets.CIFAR10(root, download=True) does this on a machine with internet)")
+
+    def load(self) -> None:
+        self.prepare_data()
+        parts = [read_cifar_batch(self.folder / CIFAR_DIR / b) for b in CIFAR_TRAIN]
+        mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+
+        def images(a):
+            return (torch.from_numpy(a).float().div_(255) - mean) / std
+
+        x = images(np.concatenate([p[0] for p in parts]))
+        y = torch.from_numpy(np.concatenate([p[1] for p in parts]))
+        if not 0 <= self.val_size < len(x):
+            raise LeedlError(f"task.data.val_size={self.val_size}: must be >= 0 and below the {len(x):,} "
+                             f"CIFAR-10 training images in {self.folder}")
         n = len(x) - self.val_size
         self.train, self.val = (x[:n], y[:n]), (x[n:], y[n:])
-        self.test = (images(MNIST_FILES[2]), labels(MNIST_FILES[3]))
+        tx, ty = read_cifar_batch(self.folder / CIFAR_DIR / CIFAR_TEST)
+        self.test = (images(tx), torch.from_numpy(ty))

@@ -8,6 +8,11 @@ gives) and `<stage>/loss` the mean per-sample loss. Updating torchmetrics on eve
 step, a few percent of a small MLP's update on a CPU. The training loss of single updates is logged as
 `train/loss_step` on the steps that reach the loggers (`trainer.log_every_n_steps`), which is what the
 training curves in metrics.csv show.
+
+Image data modules may offer `transformed_test_sets()` (the test images rotated / scaled, chapter 2): after the
+test epoch each is evaluated and logged as `<name>/acc` (e.g. `test_rot30/acc`). With `plots: true` the run
+draws what the network learned into plots/ (`leedl_cli.analysis.cnn_plots`): first-layer filters, the feature
+maps of one test image, and for a spatial transformer what it does to rotated test images.
 """
 from __future__ import annotations
 
@@ -44,8 +49,10 @@ class EpochTally:
 
 
 class Classification(StagedSteps, LeedlTask):
-    def __init__(self, model, optimizer=None, scheduler=None, num_classes: int = 10, label_smoothing: float = 0.0):
+    def __init__(self, model, optimizer=None, scheduler=None, num_classes: int = 10, label_smoothing: float = 0.0,
+                 plots: bool = False):
         super().__init__(model, optimizer, scheduler)
+        self.plots = plots
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
         self.tally = {s: EpochTally() for s in STAGES}
@@ -75,6 +82,26 @@ class Classification(StagedSteps, LeedlTask):
         acc.reset()
         loss.reset()
 
+    def on_fit_start(self) -> None:
+        """Record the activation values one input creates (every module's output, for the memory comparison of
+        pooling vs strided convolutions), from one forward pass in eval mode."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        x = getattr(datamodule, "train", None)
+        if not isinstance(x, tuple) or not torch.is_tensor(x[0]) or x[0].dim() != 4:
+            return
+        sizes: list[int] = []
+        leaves = [m for m in self.model.modules() if not list(m.children())]
+        handles = [m.register_forward_hook(lambda m, i, o: sizes.append(o.numel()) if torch.is_tensor(o) else None)
+                   for m in leaves]
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            self.model(x[0][:1].to(self.device))
+        self.model.train(was_training)
+        for h in handles:
+            h.remove()
+        self.results["activations_per_image"] = int(sum(sizes))
+
     def training_step(self, batch, batch_idx):
         loss = self._step(batch, "train")
         if self.logs_this_step():
@@ -102,3 +129,27 @@ class Classification(StagedSteps, LeedlTask):
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "transformed_test_sets"):
+            for name, (x, y) in datamodule.transformed_test_sets().items():
+                acc = self.accuracy_on(x, y, getattr(datamodule, "eval_batch_size", 1000))
+                self.log(f"{name}/acc", acc)
+
+    @torch.no_grad()
+    def accuracy_on(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
+        """Fraction of correct arg-max predictions on (x, y), in eval mode."""
+        correct = 0
+        for i in range(0, len(x), batch_size):
+            logits = self.model(x[i:i + batch_size].to(self.device))
+            correct += int((logits.argmax(-1).cpu() == y[i:i + batch_size]).sum())
+        return correct / max(1, len(x))
+
+    def on_test_end(self) -> None:
+        if not self.plots or self.run_dir is None or self.trainer.global_rank != 0:
+            return
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or getattr(datamodule, "test", None) is None:
+            return
+        from leedl_cli.analysis.cnn_plots import draw_cnn_plots
+
+        self.results["plots"] = draw_cnn_plots(self.model, datamodule, self.plots_dir())
