@@ -234,3 +234,19 @@ def test_small_dann_run_is_pinned(run_leedl, mirror):
     assert m["test/source_acc"] > 0.3 and m["test/target_acc"] > 0.1    # above chance (0.1) after 36 updates
     for k, v in PINNED.items():
         assert m[k] == pytest.approx(v, abs=0.02), k
+
+
+def test_report_draws_source_only_vs_dann_tsne(tmp_path):
+    from leedl_cli.analysis.dann_tsne import report_tsne
+
+    rng = np.random.default_rng(0)
+    runs = []
+    for mode in ("source_only", "dann", "target_only"):
+        d = tmp_path / mode
+        (d / "plots").mkdir(parents=True)
+        np.savez(d / "plots" / "tsne.npz", xy=rng.normal(size=(20, 2)), domain=np.repeat([0, 1], 10),
+                 label=np.zeros(20), mode=mode)
+        runs.append({"_dir": d, "seed": 0, "overrides": [f"task.mode={mode}", "seed=0"]})
+    paths = report_tsne(runs, tmp_path)
+    assert [p.name for p in paths] == ["tsne_source_only_vs_dann.png"] and paths[0].stat().st_size > 1000
+    assert report_tsne([runs[2]], tmp_path) == []    # neither source-only nor DANN runs: no picture

@@ -22,7 +22,7 @@ DATASETS: list[DataSet] = [
     DataSet("mnist", "MNIST handwritten digits, the four IDX .gz files",
             ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"],
-            "torchvision.datasets.MNIST(download=True) / yann.lecun.com/exdb/mnist", ["mnist"]),
+            "torchvision.datasets.MNIST(download=True) / yann.lecun.com/exdb/mnist", ["mnist", "dann"]),
     DataSet("mnist-m", "MNIST-M test split (zip of PNGs + labels)", ["mnist_m_test.zip"],
             "the DANN paper's project page (Ganin & Lempitsky 2015)", ["dann"]),
     DataSet("bsds500", "BSDS500 training images (to build MNIST-M training data)", ["train/*.jpg"],
