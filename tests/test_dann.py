@@ -13,15 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import data_available
 
-from leedl_cli.data.mnist_m import (DomainAdaptationDataModule, build_mnist_m, mnist_m_train,
-                                    read_mnist_m_test)
+from leedl_cli.data.mnist_m import DomainAdaptationDataModule, build_mnist_m, mnist_m_train, read_mnist_m_test
 from leedl_cli.errors import DataNotFoundError, LeedlError
 from leedl_cli.models.dann import DANN, GradientReversal
 from leedl_cli.optim.schedules import dann_annealing
 from leedl_cli.tasks.dann import dann_lambda
-
-from conftest import data_available
 
 
 # ---- small files in the real formats -------------------------------------------------------------------
