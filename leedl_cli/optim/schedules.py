@@ -79,3 +79,9 @@ def inverse_sqrt(optimizer: Optimizer, total_steps: int, warmup: float = 4000) -
         return min(s / w, math.sqrt(w / s))
 
     return LambdaLR(optimizer, factor)
+
+
+def dann_annealing(optimizer: Optimizer, total_steps: int, alpha: float = 10.0, beta: float = 0.75) -> LambdaLR:
+    """The DANN paper's annealing (Ganin & Lempitsky 2015): mu_p = mu_0 / (1 + alpha p)^beta, p = t / T in [0, 1]."""
+    total = max(1, total_steps)
+    return LambdaLR(optimizer, lambda step: (1.0 + alpha * min(step, total) / total) ** -beta)
