@@ -55,3 +55,18 @@ def test_data_check_verify_names_a_file_that_differs(tmp_path):
                          text=True, cwd=REPO, env=env, timeout=120)
     assert out.returncode == 1
     assert "DIFFERS  mnist/t10k-labels-idx1-ubyte.gz" in out.stdout and "1 file(s) checked, 1 differ." in out.stdout
+
+
+def test_the_loaders_name_their_damaged_files(tmp_path):
+    from leedl_cli.data.squad import read_squad
+    from leedl_cli.data.ud import read_conllu
+
+    conllu = tmp_path / "en_ewt-ud-test.conllu.gz"
+    whole = gzip.compress("".join(f"{i}\tword{i}\tw{i}\tNOUN\t_\t_\t0\t_\t_\t_\n" for i in range(1, 3000)).encode())
+    conllu.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(CorruptDataError, match="Universal Dependencies: cannot read .*en_ewt-ud-test.conllu.gz"):
+        read_conllu(conllu)
+    squad = tmp_path / "dev-v1.1.json"
+    squad.write_text('{"data": [')
+    with pytest.raises(CorruptDataError, match="not valid JSON"):
+        read_squad(squad)

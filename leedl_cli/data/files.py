@@ -7,13 +7,14 @@ malformed line or an image that does not decode raise deep inside a parser into 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import hashlib
 import json
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from leedl_cli.errors import CorruptDataError
@@ -65,3 +66,14 @@ def sha256(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def data_reader(dataset: str, how_to_get: str) -> Callable:
+    """Decorator for a function whose first argument is a data file: a damaged file is named (see `reading`)."""
+    def decorate(read: Callable) -> Callable:
+        @functools.wraps(read)
+        def checked(path, *args, **kwargs):
+            with reading(path, dataset, how_to_get):
+                return read(path, *args, **kwargs)
+        return checked
+    return decorate

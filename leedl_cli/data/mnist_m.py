@@ -27,6 +27,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from leedl_cli.data.files import data_reader
 from leedl_cli.data.images import read_idx
 from leedl_cli.data.memory import InMemoryLoader
 from leedl_cli.errors import DataNotFoundError, LeedlError
@@ -130,6 +131,7 @@ def mnist_m_train(mnist_folder: Path, bsds_folder: Path, seed: int = 0) -> tuple
     return images, meta
 
 
+@data_reader('MNIST-M test', "the DANN paper's project page (Ganin & Lempitsky 2015)")
 def read_mnist_m_test(zip_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """The real MNIST-M test split: (uint8 [N, 32, 32, 3], int64 [N]) in the labels file's order."""
     from PIL import Image

@@ -20,6 +20,7 @@ import random
 import zipfile
 from pathlib import Path
 
+from leedl_cli.data.files import data_reader
 from leedl_cli.data.tokenized import SPLIT_SEED, PadCollator, TokenizedDataModule
 from leedl_cli.data.tokenizers import load_pretrained_tokenizer
 from leedl_cli.errors import LeedlError
@@ -42,6 +43,7 @@ SOURCES = {
 }
 
 
+@data_reader('SQuAD-format data', 'SQuAD: rajpurkar.github.io/SQuAD-explorer; XQuAD: github.com/google-deepmind/xquad; DRCD: github.com/DRCKnowledgeTeam/DRCD')
 def read_squad(path: str | Path) -> list[dict]:
     """The `data` list (articles with paragraphs and qas) of a SQuAD-format JSON file, or of a .zip holding one."""
     path = Path(path)

@@ -13,6 +13,7 @@ import logging
 import random
 from pathlib import Path
 
+from leedl_cli.data.files import data_reader
 from leedl_cli.data.tokenized import SPLIT_SEED, TokenizedDataModule
 from leedl_cli.data.tokenizers import Vocabulary, load_pretrained_tokenizer
 from leedl_cli.paths import data_path, require_files
@@ -20,6 +21,7 @@ from leedl_cli.paths import data_path, require_files
 log = logging.getLogger(__name__)
 
 
+@data_reader('GLUE SST-2', 'GLUE benchmark, HF datasets glue/sst2')
 def read_tsv(path: str | Path) -> list[tuple[str, int]]:
     """(sentence, label) pairs of a GLUE SST-2 TSV with a header line."""
     rows = []

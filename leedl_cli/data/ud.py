@@ -20,6 +20,7 @@ import logging
 import unicodedata
 from pathlib import Path
 
+from leedl_cli.data.files import data_reader
 from leedl_cli.data.tokenized import IGNORE_INDEX, SPLIT_SEED, PadCollator, TokenizedDataModule
 from leedl_cli.data.tokenizers import Vocabulary, load_pretrained_tokenizer
 from leedl_cli.errors import LeedlError
@@ -57,6 +58,7 @@ def _open(path: Path):
     return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
 
 
+@data_reader('Universal Dependencies', 'github.com/UniversalDependencies/UD_English-EWT')
 def read_conllu(path: str | Path) -> list[dict]:
     """Sentences of a CoNLL-U file: {"words": [...], "upos": [...], "sent_id": str or None}."""
     sentences, words, tags, sent_id = [], [], [], None
