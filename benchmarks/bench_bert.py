@@ -12,7 +12,7 @@ import argparse
 import os
 
 import torch
-from common import Timer, compose, run_leedl
+from common import Timer, build_plain, run_leedl
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -25,17 +25,9 @@ def overrides(questions: int, bf16: bool) -> list[str]:
 
 
 def plain_epoch(ov: list[str], bf16: bool) -> tuple[float, int]:
-    import hydra
-
-    from leedl_cli.run import build_model
-
-    cfg = compose(ov)
-    dm = hydra.utils.instantiate(cfg.task.data)
-    dm.setup()
-    torch.manual_seed(0)
-    model = build_model(cfg, dm.model_kwargs())
+    _, dm, model, make_optimizer = build_plain(ov)
     model.train()
-    opt = hydra.utils.instantiate(cfg.optimizer)(model.parameters())
+    opt = make_optimizer(model.parameters())
     tokens = 0
     with Timer() as t:
         for batch in dm.train_dataloader():

@@ -16,7 +16,7 @@ import sys
 
 import torch
 import torch.nn.functional as F
-from common import Timer, compose, run_leedl
+from common import Timer, build_plain, run_leedl
 
 BATCH = 128
 # plain and leedl alternate; the best of each is kept (the machine is shared, timings are noisy); an MLP epoch
@@ -27,16 +27,8 @@ REPEATS = {"mlp": 6, "cnn": 3}
 def plain_epoch(model_name: str, seed: int = 0) -> float:
     import os
 
-    import hydra
-
-    from leedl_cli.run import build_model
-
-    cfg = compose(["task=mnist", f"model={model_name}", f"seed={seed}"])
-    dm = hydra.utils.instantiate(cfg.task.data)
-    dm.setup()
-    torch.manual_seed(seed)
-    model = build_model(cfg, dm.model_kwargs())
-    opt = hydra.utils.instantiate(cfg.optimizer)(model.parameters())
+    _, dm, model, make_optimizer = build_plain(["task=mnist", f"model={model_name}", f"seed={seed}"], seed)
+    opt = make_optimizer(model.parameters())
     x, y = dm.train
     n = len(x)
     model.train()
@@ -58,18 +50,11 @@ def plain_epoch(model_name: str, seed: int = 0) -> float:
 def bare_lightning_epoch(model_name: str, seed: int = 0) -> float:
     import time
 
-    import hydra
     import pytorch_lightning as pl
 
     from leedl_cli.data.memory import InMemoryLoader
-    from leedl_cli.run import build_model
 
-    cfg = compose(["task=mnist", f"model={model_name}", f"seed={seed}"])
-    dm = hydra.utils.instantiate(cfg.task.data)
-    dm.setup()
-    torch.manual_seed(seed)
-    model = build_model(cfg, dm.model_kwargs())
-    make_optimizer = hydra.utils.instantiate(cfg.optimizer)
+    _, dm, model, make_optimizer = build_plain(["task=mnist", f"model={model_name}", f"seed={seed}"], seed)
 
     class Bare(pl.LightningModule):
         def __init__(self):

@@ -12,7 +12,7 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-from common import Timer, compose, run_leedl
+from common import Timer, build_plain, run_leedl
 
 IGNORE_INDEX = -100
 
@@ -24,17 +24,9 @@ def overrides(sentences: int) -> list[str]:
 
 
 def plain_epoch(ov: list[str]) -> tuple[float, int]:
-    import hydra
-
-    from leedl_cli.run import build_model
-
-    cfg = compose(ov)
-    dm = hydra.utils.instantiate(cfg.task.data)
-    dm.setup()
-    torch.manual_seed(0)
-    model = build_model(cfg, dm.model_kwargs())
+    _, dm, model, make_optimizer = build_plain(ov)
     model.train()
-    opt = hydra.utils.instantiate(cfg.optimizer)(model.parameters())
+    opt = make_optimizer(model.parameters())
     tokens = 0
     with Timer() as t:
         for batch in dm.train_dataloader():

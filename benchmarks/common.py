@@ -39,3 +39,19 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.start
+
+
+def build_plain(overrides: list[str], seed: int = 0):
+    """What a plain PyTorch reference starts from: (cfg, set-up data module, model, optimizer factory), built from
+    the same config leedl uses, the model initialised under `seed`."""
+    import hydra
+    import torch
+
+    from leedl_cli.run import build_model
+
+    cfg = compose(overrides)
+    dm = hydra.utils.instantiate(cfg.task.data)
+    dm.setup()
+    torch.manual_seed(seed)
+    model = build_model(cfg, dm.model_kwargs())
+    return cfg, dm, model, hydra.utils.instantiate(cfg.optimizer)
