@@ -35,7 +35,10 @@ def test_wandb_runs_carry_the_sweep_as_group_and_the_job_as_job_type(compose_cfg
     cfg = compose_cfg(["logger=wandb", "optimizer=sgd", "seed=3"])
     with open_dict(cfg):
         del cfg["hydra"]
+    from leedl_cli.loggers import close_loggers
+
     loggers = build_loggers(cfg, tmp_path, "abcd1234", ["optimizer=sgd", "seed=3"], sweep="outputs/multirun/x/y")
+    close_loggers(loggers, "ok")   # the offline run it started must not stay the process's current wandb run
     (wandb_logger,) = [lg for lg in loggers if type(lg).__name__ == "WandbLogger"]
     init = wandb_logger._wandb_init
     assert init["group"] == "outputs/multirun/x/y"

@@ -14,10 +14,15 @@ TASKS = sorted(p.stem for p in (conf_dir() / "task").glob("*.yaml"))
 @pytest.mark.parametrize("task", TASKS)
 def test_every_task_runs_end_to_end_in_smoke_mode(run_leedl, task, tmp_path):
     from ch2_files import WRITERS
+    from test_bert_smoke import write_squad, write_sst2
+    from test_dann import write_mirror
+    from test_pos_tagging import write_ud
 
+    writers = {**WRITERS, "bert_squad": write_squad, "sentiment": write_sst2, "mlm_pretrain": write_sst2,
+               "pos_tagging": write_ud, "dann": write_mirror}
     extra = []
-    if task in WRITERS:   # small files in the data set's real format, written here: no mirror needed
-        WRITERS[task](tmp_path / "data")
+    if task in writers:   # small files in the data set's real format, written here: no mirror needed
+        writers[task](tmp_path / "data")
         extra = [f"data_dir={tmp_path}/data"]
     results = run_leedl([f"task={task}", "debug=smoke", *extra])
     assert results["status"] == "ok", results.get("error")
