@@ -83,13 +83,12 @@ class InMemoryLoader:
         self._resume_at = (int(state["epoch"]), int(state["batches"]))
 
     def __iter__(self):
-        order = self._order()
-        m = self._rank_samples()
         start = 0
         if self._resume_at is not None:   # the stopped epoch's order, from the batch after the last trained
             self.sampler.epoch, start = self._resume_at
-            order = self._order()
         self._resume_at = None
+        order = self._order()
+        m = self._rank_samples()
         self._yielded, self.batches_trained = start, None
         for b in range(start, len(self)):
             self._yielded = b + 1
