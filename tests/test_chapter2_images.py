@@ -123,6 +123,12 @@ def test_augmentation_is_on_the_fly_reproducible_and_absent_when_off():
     again = [b for b in loader]
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
     assert not torch.equal(first[0][0], x[first[0][1]]), "the images were transformed"
+    # a run stopped after 2 batches and resumed sees the same images as an uninterrupted one
+    resumed = AugmentedLoader(x, y, augment=aug, batch_size=16, shuffle=True, seed=3)
+    resumed.load_state_dict({"epoch": 0, "batches": 2})
+    rest = [b for b in resumed]
+    assert len(rest) == 2 and all(torch.equal(a[0], b[0]) for a, b in zip(first[2:], rest))
+    assert not torch.equal(first[0][0][:4], first[1][0][:4]), "each batch draws its own transforms"
     loader.sampler.set_epoch(1)
     assert not torch.equal(next(iter(loader))[0], first[0][0]), "new transforms each epoch"
     plain = MNISTDataModule(augment=None)

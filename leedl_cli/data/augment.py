@@ -141,15 +141,19 @@ def random_matrices(n: int, augment: dict[str, float], gen: torch.Generator) -> 
 
 class AugmentedLoader(InMemoryLoader):
     """`InMemoryLoader` whose training batches are transformed on the fly: new random transforms every batch,
-    a pure function of (seed, epoch) like the shuffle, so a resumed run sees the same images."""
+    a pure function of (seed, epoch, batch index, rank) like the shuffle, so a run resumed mid-epoch sees the
+    same images as an uninterrupted one."""
 
     def __init__(self, *tensors: torch.Tensor, augment: dict[str, float], background: float = 0.0, **kwargs):
         super().__init__(*tensors, **kwargs)
         self.augment, self.background = augment, background
 
     def __iter__(self):
-        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.sampler.epoch + 7_919 * (self.rank + 1))
+        gen = torch.Generator()
         for batch in super().__iter__():
+            # the pass sets sampler.epoch (also when resuming) before its first batch; _yielded = index + 1
+            gen.manual_seed(((self.seed * 100_003 + self.sampler.epoch) * 1_000_003 + self._yielded) * 64
+                            + self.rank)
             x = batch[0]
             theta = random_matrices(len(x), self.augment, gen)
             yield (warp(x, theta, self.background), *batch[1:])
