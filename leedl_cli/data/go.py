@@ -18,7 +18,12 @@ and cached under `leedl_cli.paths.cache_dir("go-sgf", ...)`, keyed by the archiv
 of each split, written atomically. The feature planes are built from it batch by batch:
 
 - `basic` (7 planes): own stones, opponent stones, empty, liberties 1 / 2 / 3+ (of the group on the point), ones;
-- `history` (15): basic + "turns since" (AlphaGo's 8 planes: the stone was played 1, 2, ..., 7, 8+ moves ago).
+- `history` (15): basic + "turns since" (AlphaGo's 8 planes: the stone was played 1, 2, ..., 7, 8+ moves ago);
+- `alphago` (48): the AlphaGo paper's input (Silver et al. 2016, Extended Data Table 2): stone colour (3), ones,
+  turns since (8), liberties 1..8+ (8), and what each move would do: capture size (8), self-atari size (8),
+  liberties after the move (8), ladder capture, ladder escape, sensibleness, zeros (`leedl_cli.data.go_features`).
+  Those move features are computed per position when the games are encoded (~2 ms a position on one core, so
+  ~15 min for 2,000 games, once: they are cached with the rest, in a cache of their own).
 
 Plane 2 is always "empty": the task uses it to give occupied points no probability.
 Eight-fold symmetry (`symmetries=true`): each training batch is turned/reflected by one of the 8 symmetries of
@@ -50,8 +55,9 @@ SIZE = 19
 POINTS = SIZE * SIZE
 SPLIT_SEED = 0
 ENCODING_VERSION = 2        # bump when what is stored per position changes (invalidates the cache); 2: suicide fix
-FEATURE_SETS = {"basic": 7, "history": 15}
+FEATURE_SETS = {"basic": 7, "history": 15, "alphago": 48}
 EMPTY_PLANE = 2
+MOVE_FEATURES_VERSION = 1   # bump when go_features changes what it computes
 
 
 # ---- reading game records ---------------------------------------------------------------------------------------
@@ -147,10 +153,13 @@ def play(board: np.ndarray, row: int, col: int, colour: int, lab: np.ndarray, li
     return new
 
 
-def game_positions(record: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+def game_positions(record: bytes, move_features: bool = False) -> tuple[np.ndarray, ...] | None:
     """Replay one game: (stones [T,19,19] from the mover's view, liberties, turns since, moves [T]); None if the
-    record is not a 19x19 game or cannot be parsed. The stones: 0 empty, 1 the player to move, 2 the opponent."""
+    record is not a 19x19 game or cannot be parsed. The stones: 0 empty, 1 the player to move, 2 the opponent.
+    With `move_features`, a fifth array: the packed move features [T, 2, 19, 19] (`go_features.move_features`)."""
     from sgfmill import boards, sgf
+
+    from leedl_cli.data.go_features import move_features as features_of
 
     try:
         game = sgf.Sgf_game.from_bytes(record)
@@ -167,7 +176,7 @@ def game_positions(record: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
         for colour, (r, c) in setup.list_occupied_points():
             board[r, c] = 1 if colour == "b" else 2
     played_at = np.zeros((SIZE, SIZE), np.int32)   # move number when the stone on the point was played (0: setup)
-    out_stones, out_libs, out_since, out_moves = [], [], [], []
+    out_stones, out_libs, out_since, out_moves, out_pack = [], [], [], [], []
     turn = 0
     for node in sequence:
         try:
@@ -189,30 +198,48 @@ def game_positions(record: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
         out_libs.append(np.minimum(libs[lab], 127).astype(np.int8))
         out_since.append(np.where(board > 0, np.minimum(turn - played_at, 127), 0).astype(np.int8))
         out_moves.append(row * SIZE + col)
+        if move_features:
+            out_pack.append(features_of(view))
         board = play(board, row, col, c, lab, libs)
         played_at[row, col] = turn
     if not out_moves:
         return None
-    return np.stack(out_stones), np.stack(out_libs), np.stack(out_since), np.array(out_moves, np.int16)
+    out = (np.stack(out_stones), np.stack(out_libs), np.stack(out_since), np.array(out_moves, np.int16))
+    return out + (np.stack(out_pack),) if move_features else out
 
 
-def encode_games(games: list[tuple[str, bytes]]) -> dict[str, np.ndarray]:
-    parts = [p for p in (game_positions(g) for _, g in games) if p is not None]
+def encode_games(games: list[tuple[str, bytes]], move_features: bool = False) -> dict[str, np.ndarray]:
+    parts = [p for p in (game_positions(g, move_features) for _, g in games) if p is not None]
     if not parts:
-        return {"stones": np.zeros((0, SIZE, SIZE), np.int8), "libs": np.zeros((0, SIZE, SIZE), np.int8),
-                "since": np.zeros((0, SIZE, SIZE), np.int8), "moves": np.zeros(0, np.int16), "games": np.array(0)}
-    return {"stones": np.concatenate([p[0] for p in parts]), "libs": np.concatenate([p[1] for p in parts]),
-            "since": np.concatenate([p[2] for p in parts]), "moves": np.concatenate([p[3] for p in parts]),
-            "games": np.array(len(parts))}
+        empty = {"stones": np.zeros((0, SIZE, SIZE), np.int8), "libs": np.zeros((0, SIZE, SIZE), np.int8),
+                 "since": np.zeros((0, SIZE, SIZE), np.int8), "moves": np.zeros(0, np.int16), "games": np.array(0)}
+        if move_features:
+            empty["pack"] = np.zeros((0, 2, SIZE, SIZE), np.int8)
+        return empty
+    arrays = {"stones": np.concatenate([p[0] for p in parts]), "libs": np.concatenate([p[1] for p in parts]),
+              "since": np.concatenate([p[2] for p in parts]), "moves": np.concatenate([p[3] for p in parts]),
+              "games": np.array(len(parts))}
+    if move_features:
+        arrays["pack"] = np.concatenate([p[4] for p in parts])
+    return arrays
 
 
-def planes(stones: torch.Tensor, libs: torch.Tensor, since: torch.Tensor, features: str) -> torch.Tensor:
-    """Feature planes float [N, P, 19, 19] from the compact int8 tensors [N, 19, 19]."""
+def planes(stones: torch.Tensor, libs: torch.Tensor, since: torch.Tensor, features: str,
+           pack: torch.Tensor | None = None) -> torch.Tensor:
+    """Feature planes float [N, P, 19, 19] from the compact int8 tensors [N, 19, 19] (and, for `alphago`, the
+    packed move features [N, 2, 19, 19])."""
     s = stones.long()
     libs = libs.long()
-    out = [s == 1, s == 2, s == 0, libs == 1, libs == 2, libs >= 3, torch.ones_like(s, dtype=torch.bool)]
+    t = since.long()
+    ones = torch.ones_like(s, dtype=torch.bool)
+    if features == "alphago":
+        from leedl_cli.data.go_features import planes_from_pack
+
+        out = [s == 1, s == 2, s == 0, ones] + [t == k for k in range(1, 8)] + [t >= 8]
+        out += [libs == k for k in range(1, 8)] + [libs >= 8]
+        return torch.cat([torch.stack(out, dim=1), planes_from_pack(pack[:, 0], pack[:, 1])], dim=1).float()
+    out = [s == 1, s == 2, s == 0, libs == 1, libs == 2, libs >= 3, ones]
     if features == "history":
-        t = since.long()
         out += [t == k for k in range(1, 8)] + [t >= 8]
     return torch.stack(out, dim=1).float()
 
@@ -239,8 +266,8 @@ class GoLoader(InMemoryLoader):
 
     def __iter__(self):
         gen = torch.Generator().manual_seed(self.seed * 100_003 + self.sampler.epoch + 31 * (self.rank + 1))
-        for stones, libs, since, moves in super().__iter__():
-            x = planes(stones, libs, since, self.features)
+        for stones, libs, since, *pack, moves in super().__iter__():
+            x = planes(stones, libs, since, self.features, *pack)
             y = moves.long()
             if self.symmetries:
                 k = int(torch.randint(8, (1,), generator=gen))
@@ -291,6 +318,7 @@ class GoDataModule(pl.LightningDataModule):
         arrays = {name: self._encoded(name, part, sources) for name, part in splits.items()}
         for name, a in arrays.items():
             tensors = (torch.from_numpy(a["stones"]), torch.from_numpy(a["libs"]), torch.from_numpy(a["since"]),
+                       *((torch.from_numpy(a["pack"]),) if "pack" in a else ()),
                        torch.from_numpy(a["moves"].astype(np.int64)))
             setattr(self, name, tensors)
         self.info = {f"{name}_games": int(arrays[name]["games"]) for name in arrays}
@@ -302,15 +330,19 @@ class GoDataModule(pl.LightningDataModule):
             raise LeedlError("no training positions: the training games hold no 19x19 moves")
 
     def _encoded(self, name: str, games, sources) -> dict[str, np.ndarray]:
+        move_features = self.features == "alphago"
         key_data = {"v": ENCODING_VERSION, "sources": [(s.name, s.stat().st_size) for s in sources],
                     "games": [g for g, _ in games]}
+        if move_features:   # a cache of its own: the other feature sets keep theirs
+            key_data["move_features"] = MOVE_FEATURES_VERSION
         key = hashlib.sha256(json.dumps(key_data).encode()).hexdigest()[:20]
-        path = cache_dir("go-sgf") / f"{name}-{len(games)}games-{key}.npz" if self.cache else None
+        kind = "-alphago" if move_features else ""
+        path = cache_dir("go-sgf") / f"{name}-{len(games)}games{kind}-{key}.npz" if self.cache else None
         if path is not None and path.is_file():
             with np.load(path) as z:
                 return {k: z[k] for k in z.files}
         t0 = time.perf_counter()
-        arrays = encode_games(games)
+        arrays = encode_games(games, move_features)
         log.info("encoded %d %s games (%d positions) in %.1f s", len(games), name, len(arrays["moves"]),
                  time.perf_counter() - t0)
         if path is not None:
