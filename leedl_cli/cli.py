@@ -1,4 +1,4 @@
-"""The `leedl` command: run / list / report / data. Thin; imports no torch or Lightning except for `run`."""
+"""The `leedl` command: run / list / report / data / translate. Thin; imports no torch or Lightning except for `run`."""
 from __future__ import annotations
 
 import sys
@@ -18,6 +18,7 @@ usage:
   leedl report PATH [--metric M] [--x PARAM] [--curves]   table (mean ± std over seeds), report.md/.csv, plots
   leedl list [GROUP]                what each config group offers ({groups})
   leedl data [list|check] [--verify]  where each data set is looked for, whether it is there (and intact)
+  leedl translate RUN [SENTENCE ...]   translate with a task=translation run (beam 5; --decode, --beam-size, ...)
 
 Outputs go to outputs/runs/<date>/<time>_<id> (single runs) and outputs/multirun/<date>/<time>_<id>/<job>.
 Set LEEDL_DATA_DIR to the folder that holds your data sets; LEEDL_OFFLINE=1 forbids downloads.
@@ -177,13 +178,56 @@ def cmd_run(args: list[str]) -> int:
     return 0
 
 
+TRANSLATE_USAGE = """usage: leedl translate RUN [SENTENCE ...] [--decode greedy|beam|sampling] [--beam-size N]
+                       [--length-penalty A] [--temperature T] [--top-k K] [--top-p P] [--seed S]
+  RUN: a task=translation run directory (its best validation-BLEU checkpoint) or a .ckpt inside one.
+  Without SENTENCE, one sentence per line is read from stdin; one translation per line is printed."""
+
+
+def cmd_translate(args: list[str]) -> int:
+    import argparse
+
+    if not args or args[0] in ("-h", "--help"):
+        print(TRANSLATE_USAGE)
+        return 0 if args else 2
+    parser = argparse.ArgumentParser(prog="leedl translate", add_help=False)
+    parser.add_argument("run")
+    parser.add_argument("sentences", nargs="*")
+    parser.add_argument("--decode", default="beam", choices=["greedy", "beam", "sampling"])
+    parser.add_argument("--beam-size", type=int, default=5)
+    parser.add_argument("--length-penalty", type=float, default=1.0)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=0)
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    try:
+        opts = parser.parse_args(args)
+    except SystemExit:
+        _die(f"bad arguments: {' '.join(args)}\n{TRANSLATE_USAGE}")
+    if not Path(opts.run).exists():
+        _die(f"{opts.run}: no such run directory or checkpoint (give a task=translation run's directory)")
+    sentences = opts.sentences or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    from leedl_cli.errors import LeedlError
+    from leedl_cli.tasks.translation import translate
+
+    try:
+        out = translate(opts.run, sentences, decode=opts.decode, beam_size=opts.beam_size,
+                        length_penalty=opts.length_penalty, temperature=opts.temperature, top_k=opts.top_k,
+                        top_p=opts.top_p, seed=opts.seed)
+    except LeedlError as err:
+        _die(str(err))
+    for line in out:
+        print(line)
+    return 0
+
+
 def cmd_report(args: list[str]) -> int:
     from leedl_cli.analysis.report import report_main
 
     return report_main(args)
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "data": cmd_data}
+COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "data": cmd_data, "translate": cmd_translate}
 
 
 def main(argv: list[str] | None = None) -> int:
