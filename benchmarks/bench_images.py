@@ -6,7 +6,8 @@
 - leedl: `leedl run` as a user would for speed (no external logger, no checkpoints, no progress bar, no
   validation pass); metrics.csv logging and the accuracy tally stay on.
 
-Same model (built from the same config), batch size, data, optimizer and threads. Each is measured several
+Same model (built from the same config), batch size, data, optimizer, learning-rate schedule (the task's
+`warmup_cosine`, stepped every update in all three) and threads. Each is measured several
 times (MLP 6, CNN 3), alternating, best kept. Targets: leedl >= 0.95 of bare Lightning (MLP and CNN), and
 the CNN >= 0.9 of plain PyTorch.
 """
@@ -24,12 +25,22 @@ BATCH = 128
 REPEATS = {"mlp": 6, "cnn": 3}
 
 
+def schedule(cfg, optimizer, total_steps: int):
+    """The task's learning-rate schedule over one epoch, as leedl builds it (stepped after every update)."""
+    from leedl_cli.tasks.base import build_scheduler
+
+    scheduler, interval = build_scheduler(cfg.scheduler, optimizer, total_steps)
+    assert scheduler is not None and interval == "step", "task=mnist's schedule is per update"
+    return scheduler
+
+
 def plain_epoch(model_name: str, seed: int = 0) -> float:
     import os
 
-    _, dm, model, make_optimizer = build_plain(["task=mnist", f"model={model_name}", f"seed={seed}"], seed)
+    cfg, dm, model, make_optimizer = build_plain(["task=mnist", f"model={model_name}", f"seed={seed}"], seed)
     opt = make_optimizer(model.parameters())
     x, y = dm.train
+    sched = schedule(cfg, opt, -(-len(x) // BATCH))
     n = len(x)
     model.train()
     # a plain PyTorch user never imports Lightning, which sets this variable process-wide (see run.py)
@@ -42,6 +53,7 @@ def plain_epoch(model_name: str, seed: int = 0) -> float:
             opt.zero_grad()
             loss.backward()
             opt.step()
+            sched.step()
     if nvml_check is not None:
         os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = nvml_check
     return n / t.seconds
@@ -54,7 +66,7 @@ def bare_lightning_epoch(model_name: str, seed: int = 0) -> float:
 
     from leedl_cli.data.memory import InMemoryLoader
 
-    _, dm, model, make_optimizer = build_plain(["task=mnist", f"model={model_name}", f"seed={seed}"], seed)
+    cfg, dm, model, make_optimizer = build_plain(["task=mnist", f"model={model_name}", f"seed={seed}"], seed)
 
     class Bare(pl.LightningModule):
         def __init__(self):
@@ -66,7 +78,9 @@ def bare_lightning_epoch(model_name: str, seed: int = 0) -> float:
             return F.cross_entropy(self.model(x), y)
 
         def configure_optimizers(self):
-            return make_optimizer(self.parameters())
+            opt = make_optimizer(self.parameters())
+            sched = schedule(cfg, opt, -(-len(dm.train[0]) // BATCH))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     class EpochTime(pl.Callback):
         def on_train_epoch_start(self, trainer, module):
