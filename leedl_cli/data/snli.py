@@ -129,6 +129,7 @@ class NLIDataModule(TokenizedDataModule):
     """SNLI (mirrored dev/test) or your SNLI/MNLI files, as `[CLS] premise [SEP] hypothesis [SEP]` features."""
 
     num_classes = 3
+    bucket_by = "input_ids"     # length bucketing of training batches (pairs of similar length: less padding)
 
     def __init__(self, backbone: str = "minilm", data_dir: str | None = None, train_file: str | None = None,
                  validation_file: str | None = None, test_file: str | None = None, max_length: int = 128,
