@@ -40,7 +40,7 @@ def test_pretrain_vs_random_sweeps_four_tasks_two_inits_three_seeds(compose_cfg)
     assert params["model.pretrained"] == "true,false" and params.seed == "0,1,2"
     tasks = {row.where.task for row in cfg.report.book}
     assert tasks == {"bert_squad", "nli", "pos_tagging", "sentiment"}
-    assert all(row.check == "true > false" and row.by == "model.pretrained" for row in cfg.report.book)
+    assert all(row.check == "True > False" and row.by == "model.pretrained" for row in cfg.report.book)
 
 
 def test_bert_squad_full_uses_every_training_question_and_long_windows(compose_cfg):
