@@ -36,8 +36,9 @@ def test_every_budget_composes_and_selects_its_task(compose_cfg, budget):
 def test_pretrain_vs_random_sweeps_four_tasks_two_inits_three_seeds(compose_cfg):
     cfg = compose_cfg(["experiment=pretrain_vs_random"])
     params = cfg.hydra.sweeper.params
-    assert sorted(params["+budget"].split(",")) == ["bert_squad", "nli", "pos_tagging", "sentiment"]
+    assert sorted(params["budget"].split(",")) == ["bert_squad", "nli", "pos_tagging", "sentiment"]
     assert params["model.pretrained"] == "true,false" and params.seed == "0,1,2"
+    assert compose_cfg(["experiment=pretrain_vs_random", "budget=nli"]).task.name == "nli", "one task: budget=nli"
     tasks = {row.where.task for row in cfg.report.book}
     assert tasks == {"bert_squad", "nli", "pos_tagging", "sentiment"}
     assert all(row.check == "True > False" and row.by == "model.pretrained" for row in cfg.report.book)
