@@ -201,3 +201,20 @@ def test_cross_lingual_qa_path_train_english_test_chinese(run_leedl, tmp_path):
     assert 0.0 <= res["metrics"]["test/f1"] <= 100.0
     drcd = _ok(run_leedl([*common, "task.data.dataset=drcd", f"data_dir={tmp_path / 'data'}"], name="drcd"))
     assert drcd["data_split"]["test_questions"] == 8
+
+
+def test_report_groups_boolean_sweeps_recorded_as_true_false(tmp_path):
+    """Hydra's sweeper records `model.pretrained=true` as `True`: the report's checks find the groups either way."""
+    from leedl_cli.analysis import report
+
+    for i, (pre, acc) in enumerate([("True", 0.80), ("True", 0.81), ("False", 0.50), ("False", 0.52)]):
+        d = tmp_path / str(i)
+        d.mkdir()
+        (d / "results.json").write_text(json.dumps({
+            "status": "ok", "seed": i, "overrides": ["budget=sentiment", f"model.pretrained={pre}", f"seed={i}"],
+            "choices": {"task": "sentiment"}, "metrics": {"test/acc": acc}, "report": {"book": [
+                {"claim": "c", "metric": "test/acc", "where": {"task": "sentiment"}, "by": "model.pretrained",
+                 "check": check} for check in ("true > false", "True > False", "false > true")]}}))
+    runs = report.load_runs(tmp_path)
+    verdicts = [c["verdict"] for c in report.book_rows(runs, report.report_config(runs))]
+    assert verdicts == ["holds", "holds", "does not hold"]
