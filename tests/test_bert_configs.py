@@ -28,7 +28,7 @@ def test_default_backbone_is_the_offline_minilm(compose_cfg):
 def test_pretrain_vs_random_preset_composes(compose_cfg):
     cfg = compose_cfg(["experiment=pretrain_vs_random"])
     params = cfg.hydra.sweeper.params
-    assert params["model.pretrained"] == "true,false" and "bert_squad" in params["task"]
+    assert params["model.pretrained"] == "true,false" and "bert_squad" in params["budget"]
     assert "test/f1" in cfg.report.metrics
 
 

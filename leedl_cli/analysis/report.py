@@ -228,8 +228,11 @@ def claim_check(claim: dict) -> dict | None:
 
 
 def _same(a: Any, b: Any) -> bool:
-    """Two values of a parameter are the same: as strings, or as numbers (1e-2 == 0.01)."""
+    """Two values of a parameter are the same: as strings, as booleans (a sweep records `true` as True), or as
+    numbers (1e-2 == 0.01)."""
     if str(a) == str(b):
+        return True
+    if str(a).lower() in ("true", "false") and str(a).lower() == str(b).lower():
         return True
     try:
         return float(a) == float(b)

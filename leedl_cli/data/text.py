@@ -7,6 +7,7 @@ this module imports the readers of the families it takes text from (SST-2, SQuAD
 """
 from __future__ import annotations
 
+import gzip
 import logging
 import os
 import random
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from leedl_cli.data.files import data_reader
 from leedl_cli.data.squad import dataset_file, read_squad
 from leedl_cli.data.sst2 import read_tsv
 from leedl_cli.data.tokenized import (  # noqa: F401
@@ -26,7 +28,7 @@ from leedl_cli.data.tokenized import (  # noqa: F401
 )
 from leedl_cli.data.tokenizers import load_pretrained_tokenizer
 from leedl_cli.errors import LeedlError
-from leedl_cli.paths import data_path
+from leedl_cli.paths import data_path, require_files
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +68,43 @@ class MLMCollator(PadCollator):
         return batch
 
 
-def read_corpus(source: str, data_dir: str | None) -> list[str]:
-    """Lines of text: `sst2` (training sentences), `squad` (contexts of SQuAD dev), or a text file path."""
+CORPORA = ("sst2", "squad", "xquad_en", "drcd", "multi30k")
+
+
+def _read_one(source: str, data_dir: str | None) -> list[str]:
     if source == "sst2":
         return [s for s, _ in read_tsv(data_path(data_dir, "sst2") / "train.tsv")]
     if source in ("squad", "xquad_en", "drcd"):
         articles = read_squad(dataset_file(source, data_dir))
         return [p["context"] for a in articles for p in a["paragraphs"]]
+    if source == "multi30k":
+        folder = require_files(data_path(data_dir, "multi30k"), ["train.en.gz"], "Multi30k",
+                               "download Multi30k (github.com/multi30k/dataset, data/task1/raw/train.en.gz) into that folder")
+        return read_lines(folder / "train.en.gz")
     path = Path(source).expanduser()
     if not path.is_file():
-        raise LeedlError(f"task.data.corpus={source}: not sst2, squad, xquad_en, drcd or an existing text file")
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        raise LeedlError(f"task.data.corpus={source}: not one of {', '.join(CORPORA)}, an existing text file, "
+                         f"or several of them joined by '+' (e.g. sst2+squad+multi30k)")
+    return read_lines(path)
+
+
+@data_reader("text corpus", "a plain UTF-8 text file, one sentence or paragraph per line (.gz allowed)")
+def read_lines(path: str | Path) -> list[str]:
+    """Non-empty lines of a UTF-8 text file (.gz read as gzip)."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def read_corpus(source: str, data_dir: str | None) -> list[str]:
+    """Lines of text: `sst2` (training sentences), `squad` (contexts of SQuAD dev), `xquad_en`, `drcd`,
+    `multi30k` (the 29,000 English training captions), a text file path, or several joined by `+`
+    (`sst2+squad+multi30k`: concatenated in that order)."""
+    lines: list[str] = []
+    for part in str(source).split("+"):
+        lines.extend(_read_one(part.strip(), data_dir))
+    return lines
 
 
 class TextDataModule(TokenizedDataModule):

@@ -55,7 +55,17 @@ class Bert(nn.Module):
         where = resolve_backbone(backbone)
         overrides = dict(config_overrides or {})
         if pretrained and overrides:
-            raise LeedlError("model.config_overrides changes the architecture: only with model.pretrained=false")
+            # a pretrained directory of the same architecture (e.g. model=bert_small model.backbone=<mlm run>/hf_model)
+            # is fine; an override that would change the loaded architecture is not
+            try:
+                loaded = AutoConfig.from_pretrained(where).to_dict()
+            except OSError:
+                loaded = {}
+            changed = {k: v for k, v in overrides.items() if loaded.get(k, object()) != v}
+            if changed:
+                raise LeedlError(f"model.config_overrides {changed} change the architecture of {backbone}: only with "
+                                 f"model.pretrained=false (with pretrained=true the backbone's own config is used)")
+            overrides = {}
         if head in LABELLED_HEADS:
             overrides["num_labels"] = int(num_labels)
         if dropout is not None:

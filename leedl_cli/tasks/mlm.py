@@ -12,6 +12,7 @@ import logging
 import math
 
 import torch
+import torch.nn.functional as F
 
 from leedl_cli.data.tokenized import IGNORE_INDEX
 from leedl_cli.tasks.base import LeedlTask, StagedSteps
@@ -24,14 +25,31 @@ class MaskedLMPretraining(StagedSteps, LeedlTask):
         super().__init__(model, optimizer, scheduler)
         self.export = export
 
+    def _masked_logits(self, batch, chosen):
+        """Vocabulary logits of the chosen (masked) positions only.
+
+        BERT's MLM head (`hf.cls`: dense + LayerNorm + the vocabulary projection) is applied to the ~15% chosen
+        positions instead of every position: the same loss, ~6x less work in the vocabulary projection, which
+        dominates a small BERT's cost. Other architectures: the full forward, then the chosen positions.
+        """
+        hf = getattr(self.model, "hf", None)
+        base = getattr(hf, getattr(hf, "base_model_prefix", ""), None) if hf is not None else None
+        if base is not None and hasattr(hf, "cls"):
+            hidden = base(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+            return hf.cls(hidden[chosen])
+        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[chosen]
+
     def _step(self, batch, stage: str):
-        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
-        chosen = batch["labels"] != IGNORE_INDEX
+        labels = batch["labels"]
+        chosen = labels != IGNORE_INDEX
         n = int(chosen.sum())
-        acc = (out.logits.argmax(-1)[chosen] == batch["labels"][chosen]).float().mean() if n else torch.tensor(0.0)
-        self.log(f"{stage}/loss", out.loss, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=max(n, 1))
+        logits = self._masked_logits(batch, chosen)
+        target = labels[chosen]
+        loss = F.cross_entropy(logits, target) if n else logits.sum() * 0.0
+        acc = (logits.argmax(-1) == target).float().mean() if n else torch.tensor(0.0)
+        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=max(n, 1))
         self.log(f"{stage}/masked_acc", acc, on_step=False, on_epoch=True, batch_size=max(n, 1))
-        return out.loss
+        return loss
 
     def on_test_epoch_end(self) -> None:
         loss = self.trainer.callback_metrics.get("test/loss")
