@@ -149,5 +149,9 @@ class FewShotDataModule(pl.LightningDataModule):
         return {"num_labels": self.num_classes}
 
     def test_dataloader(self):
+        """Examples ordered by length (a batch pads to its longest prompt; similar lengths waste little), each
+        with its `index` in the test set."""
         self.setup()
-        return DataLoader(self.test_examples, batch_size=self.batch_size, shuffle=False, collate_fn=_collate)
+        ordered = sorted(self.test_examples, key=lambda ex: (sum(len(str(v)) for v in ex["fields"].values()),
+                                                             ex["index"]))
+        return DataLoader(ordered, batch_size=self.batch_size, shuffle=False, collate_fn=_collate)

@@ -178,6 +178,7 @@ class FewShotClassification(LeedlTask):
             self.log("test/acc_majority", max(gold.count(c) for c in set(gold)) / len(gold))
         self.results["few_shot"] = {"accuracy_per_draw": accs, "label_words": list(self.format.label_words),
                                     "prefix_tokens": [len(p) for p in self.prefixes]}
+        self.rows.sort(key=lambda r: (r["draw"], r["index"]))
         if self.save_predictions and self.run_dir is not None and self.trainer.is_global_zero:
             self._write()
 
