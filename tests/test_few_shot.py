@@ -126,6 +126,8 @@ def test_smoke_with_a_tiny_causal_lm_directory(run_leedl, tmp_path):
     assert sorted(per_draw) == [0, 1]
     assert m["test/acc_draw0"] == pytest.approx(per_draw[0]) and m["test/acc_draw1"] == pytest.approx(per_draw[1])
     assert m["test/acc"] == pytest.approx((per_draw[0] + per_draw[1]) / 2)
+    calibrated = rescore(Path(r["run_dir"]) / "predictions.csv", calibrated=True)
+    assert m["test/acc_calibrated"] == pytest.approx((calibrated[0] + calibrated[1]) / 2)
     assert m["test/acc_majority"] == pytest.approx(8 / 24)
     demos = json.loads((Path(r["run_dir"]) / "demonstrations.json").read_text())
     assert [d["prefix"].count("Answer:") for d in demos] == [2, 2]

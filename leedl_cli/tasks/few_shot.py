@@ -12,7 +12,13 @@ their standard deviation; `test/acc_draw<i>` each one.
 
 Saved in the run directory: `predictions.csv` (one row per test example and draw: gold label, the log-likelihood
 of every label word, the prediction; `rescore(path)` recomputes the accuracy from it) and `demonstrations.json`
-(the prompt prefix of every draw).
+(the prompt prefix of every draw, and the content-free scores below).
+
+Small models prefer one label word whatever the input (their accuracy sits near the majority class). Contextual
+calibration (Zhao et al. 2021, "Calibrate before use") measures that bias with a content-free input ("N/A" in
+place of the sentence) after the same demonstrations and divides it out: prediction = argmax_c log p(c | x) -
+log p(c | N/A). It is logged beside the plain accuracy as `test/acc_calibrated` (`rescore(path, calibrated=True)`
+recomputes it from the saved files).
 """
 from __future__ import annotations
 
@@ -114,14 +120,22 @@ def label_log_likelihoods(hf, prefix: list[int], queries: list[list[int]], label
     return scores.view(len(queries), len(labels))
 
 
-def rescore(path: str | Path) -> dict[int, float]:
-    """Accuracy per draw recomputed from a saved predictions.csv (argmax over the `logp_<c>` columns)."""
+def rescore(path: str | Path, calibrated: bool = False) -> dict[int, float]:
+    """Accuracy per draw recomputed from a saved predictions.csv (argmax over the `logp_<c>` columns); with
+    `calibrated`, minus the content-free scores of each draw from demonstrations.json beside it."""
+    path = Path(path)
+    free = {}
+    if calibrated:
+        free = {d["draw"]: d["content_free_logp"] for d in
+                json.loads((path.parent / "demonstrations.json").read_text(encoding="utf-8"))}
     right: dict[int, list[bool]] = {}
     with open(path, newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
-            scores = [(float(v), int(k.split("_")[1])) for k, v in row.items() if k.startswith("logp_")]
+            draw = int(row["draw"])
+            scores = [(float(v) - (free[draw][int(k.split("_")[1])] if calibrated else 0.0), int(k.split("_")[1]))
+                      for k, v in row.items() if k.startswith("logp_")]
             pred = max(scores)[1]
-            right.setdefault(int(row["draw"]), []).append(pred == int(row["label"]))
+            right.setdefault(draw, []).append(pred == int(row["label"]))
     return {d: sum(r) / len(r) for d, r in sorted(right.items())}
 
 
@@ -138,13 +152,18 @@ class FewShotClassification(LeedlTask):
         tok, hf = self.model.tokenizer, self.model.hf
         self.format, self.draws = dm.format, dm.draws
         self.labels = [encode(tok, w) for w in self.format.label_words]
-        self.prefixes, self.caches, self.texts = [], [], []
+        self.prefixes, self.caches, self.texts, self.content_free = [], [], [], []
+        fields = dm.test_examples[0]["fields"] if dm.test_examples else {}
+        free_query = encode(tok, self.format.render({f: "N/A" for f in fields}))
         for d in range(self.draws):
             text = dm.prompt_prefix(d)
             prefix = start_ids(tok) + (encode(tok, text) if text else [])
             self.texts.append(text)
             self.prefixes.append(prefix)
             self.caches.append(prefix_cache(hf, prefix))
+            free = label_log_likelihoods(hf, prefix, [free_query], self.labels, self.caches[-1],
+                                         tok.pad_token_id or 0)[0] if fields else torch.zeros(len(self.labels))
+            self.content_free.append([float(x) for x in free])
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
         self.rows = []
         log.info("few-shot: label words %s -> tokens %s; prompt prefix of draw 0: %d tokens",
@@ -158,25 +177,32 @@ class FewShotClassification(LeedlTask):
                                            self.pad_id)
             preds = scores.argmax(-1).tolist()
             for i, index in enumerate(batch["index"]):
-                row = {"index": index, "draw": d, "label": batch["label"][i], "prediction": preds[i]}
+                calibrated = int((scores[i] - torch.tensor(self.content_free[d])).argmax())
+                row = {"index": index, "draw": d, "label": batch["label"][i], "prediction": preds[i],
+                       "prediction_calibrated": calibrated}
                 row.update({f"logp_{c}": round(float(scores[i, c]), 5) for c in range(len(self.labels))})
                 self.rows.append(row)
 
     def on_test_epoch_end(self) -> None:
-        accs = []
+        accs, cal = [], []
         for d in range(self.draws):
             rows = [r for r in self.rows if r["draw"] == d]
             acc = sum(r["prediction"] == r["label"] for r in rows) / max(1, len(rows))
             accs.append(acc)
+            cal.append(sum(r["prediction_calibrated"] == r["label"] for r in rows) / max(1, len(rows)))
             if self.draws > 1:
                 self.log(f"test/acc_draw{d}", acc)
         self.log("test/acc", statistics.fmean(accs))
+        self.log("test/acc_calibrated", statistics.fmean(cal))
         if self.draws > 1:
             self.log("test/acc_std", statistics.stdev(accs))
+            self.log("test/acc_calibrated_std", statistics.stdev(cal))
         gold = [r["label"] for r in self.rows if r["draw"] == 0]
         if gold:   # the majority class of the test set: the accuracy of always answering the same
             self.log("test/acc_majority", max(gold.count(c) for c in set(gold)) / len(gold))
-        self.results["few_shot"] = {"accuracy_per_draw": accs, "label_words": list(self.format.label_words),
+        self.results["few_shot"] = {"accuracy_per_draw": accs, "calibrated_accuracy_per_draw": cal,
+                                    "content_free_logp": self.content_free,
+                                    "label_words": list(self.format.label_words),
                                     "prefix_tokens": [len(p) for p in self.prefixes]}
         self.rows.sort(key=lambda r: (r["draw"], r["index"]))
         if self.save_predictions and self.run_dir is not None and self.trainer.is_global_zero:
@@ -191,5 +217,6 @@ class FewShotClassification(LeedlTask):
             writer.writerows(self.rows)
         tmp.replace(path)
         (self.run_dir / "demonstrations.json").write_text(json.dumps(
-            [{"draw": d, "prefix": t} for d, t in enumerate(self.texts)], indent=1, ensure_ascii=False))
+            [{"draw": d, "prefix": t, "content_free_logp": c} for d, (t, c) in enumerate(zip(self.texts, self.content_free))],
+            indent=1, ensure_ascii=False))
         self.results["predictions"] = str(path)
