@@ -52,7 +52,7 @@ def test_corpus_splits_and_vocabulary(tmp_path):
 
 def test_config_composes(compose_cfg):
     cfg = compose_cfg(["task=lm_pretrain"])
-    assert cfg.model.name == "gpt" and cfg.task.data.corpus == "squad" and cfg.trainer.val_check_interval == 100
+    assert cfg.model.name == "gpt" and cfg.task.data.corpus == "squad" and cfg.trainer.val_check_interval == 50
 
 
 def test_smoke_writes_curve_plot_and_samples(run_leedl, tmp_path):
