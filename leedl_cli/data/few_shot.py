@@ -18,6 +18,7 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
@@ -79,7 +80,8 @@ def _collate(items: list[dict]) -> dict:
 class FewShotDataModule(pl.LightningDataModule):
     """Test examples and demonstration draws for in-context learning (no training split is loaded for fit)."""
 
-    def __init__(self, dataset: str = "sst2", data_dir: str | None = None, split: str | None = None,
+    def __init__(self, dataset: Literal["sst2", "snli"] = "sst2", data_dir: str | None = None,
+                 split: Literal["dev", "test"] | None = None,
                  k: int = 4, draws: int = 1, random_labels: bool = False, seed: int = 0,
                  max_test_examples: int | None = None, batch_size: int = 16) -> None:
         super().__init__()
