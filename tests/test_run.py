@@ -14,13 +14,14 @@ TASKS = sorted(p.stem for p in (conf_dir() / "task").glob("*.yaml"))
 @pytest.mark.parametrize("task", TASKS)
 def test_every_task_runs_end_to_end_in_smoke_mode(run_leedl, task, tmp_path):
     from ch2_files import WRITERS
+    from ch5_gpt_files import WRITERS as GPT_WRITERS
     from test_bert_smoke import write_squad, write_sst2
     from test_dann import write_mirror
     from test_nli import write_snli
     from test_pos_tagging import write_ud
 
     writers = {**WRITERS, "bert_squad": write_squad, "sentiment": write_sst2, "mlm_pretrain": write_sst2,
-               "nli": write_snli, "pos_tagging": write_ud, "dann": write_mirror}
+               "nli": write_snli, "pos_tagging": write_ud, "dann": write_mirror, **GPT_WRITERS}
     extra = []
     if task in writers:   # small files in the data set's real format, written here: no mirror needed
         writers[task](tmp_path / "data")

@@ -1,0 +1,120 @@
+"""Next-token prediction data for a GPT trained from scratch (ch. 5, section 5.3): `task=lm_pretrain`.
+
+The lines of a corpus (`read_corpus` of `data/text.py`: SQuAD dev paragraphs, SST-2 training sentences, XQuAD
+English, or a text file) are split by line into train/val/test (a fixed split, never the run's seed), a
+sub-word vocabulary is learned from the training lines (`data/tokenizers.py`, cached), and each split becomes
+one stream of tokens, every line followed by [EOS], cut into blocks of `block_size` + 1 tokens: the model reads
+the first `block_size` and predicts each next one (inputs and labels shifted by one position).
+
+Default corpus `squad`: the 2,067 paragraphs of SQuAD v1.1 dev (running Wikipedia prose). SST-2's training
+"sentences" are mostly sub-phrases of the same 6,920 sentences, so a split by line shares text between
+training and validation: use it only for a quick run.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+
+import torch
+
+from leedl_cli.data.text import read_corpus
+from leedl_cli.data.tokenized import SPLIT_SEED, TokenizedDataModule, split_indices
+from leedl_cli.data.tokenizers import Vocabulary
+from leedl_cli.errors import LeedlError
+
+log = logging.getLogger(__name__)
+
+
+def blocks_of(ids: list[int], block_size: int) -> list[dict]:
+    """Non-overlapping blocks of block_size + 1 tokens: {input_ids: the first block_size, labels: shifted by 1}."""
+    out = []
+    for start in range(0, len(ids) - 1, block_size):
+        chunk = ids[start:start + block_size + 1]
+        if len(chunk) < 2:
+            break
+        out.append({"input_ids": chunk[:-1], "labels": chunk[1:]})
+    return out
+
+
+class LMCollator:
+    """Blocks of a split have the same length except maybe the last: pad inputs with [PAD], labels with -100."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, items: list[dict]) -> dict:
+        n = max(len(it["input_ids"]) for it in items)
+        ids = torch.full((len(items), n), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(items), n), -100, dtype=torch.long)
+        for i, it in enumerate(items):
+            ids[i, : len(it["input_ids"])] = torch.tensor(it["input_ids"])
+            labels[i, : len(it["labels"])] = torch.tensor(it["labels"])
+        return {"input_ids": ids, "labels": labels}
+
+
+class LMTextDataModule(TokenizedDataModule):
+    """A corpus as blocks of tokens for next-token prediction, with a vocabulary learned from its training lines."""
+
+    def __init__(self, corpus: str = "squad", data_dir: str | None = None, block_size: int = 64,
+                 batch_size: int = 32, eval_batch_size: int = 64, vocab_kind: str = "wordpiece",
+                 vocab_size: int = 8000, lowercase: bool = True, max_lines: int | None = None,
+                 val_fraction: float = 0.05, test_fraction: float = 0.05, seed: int = 0) -> None:
+        super().__init__()
+        if int(block_size) < 2:
+            raise LeedlError(f"task.data.block_size={block_size}: at least 2 tokens")
+        self.corpus, self.data_dir, self.block_size = corpus, data_dir, int(block_size)
+        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
+        self.vocab_kind, self.vocab_size, self.lowercase = vocab_kind, int(vocab_size), bool(lowercase)
+        self.max_lines, self.seed = max_lines, int(seed or 0)
+        self.fractions = (1 - val_fraction - test_fraction, val_fraction, test_fraction)
+        self.vocab: Vocabulary | None = None
+        self.tokenizer = None
+        self.splits: dict[str, list[dict]] | None = None
+        self.token_counts: dict[str, int] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is not None:
+            return
+        lines = read_corpus(self.corpus, self.data_dir)
+        order = list(range(len(lines)))
+        random.Random(SPLIT_SEED).shuffle(order)
+        if self.max_lines:
+            order = order[: int(self.max_lines)]
+        if len(order) < 3:
+            raise LeedlError(f"task.data.corpus={self.corpus}: {len(order)} lines, at least 3 needed (train/val/test)")
+        parts = dict(zip(("train", "val", "test"), split_indices(len(order), self.fractions)))
+        text = {name: [lines[order[i]] for i in sorted(idx)] for name, idx in parts.items()}
+        digest = hashlib.sha256("\n".join(text["train"]).encode()).hexdigest()[:16]
+        self.vocab = Vocabulary.train(text["train"], dataset=f"lm-{self.corpus.replace('/', '_')[-40:]}",
+                                      kind=self.vocab_kind, vocab_size=self.vocab_size, lowercase=self.lowercase,
+                                      source=digest)
+        self.tokenizer = self.vocab
+        self.eos_id = self.vocab.token_to_id("[EOS]")
+        self.splits = {}
+        for name, part in text.items():
+            ids: list[int] = []
+            for enc in self.vocab.encode_batch(part):
+                ids.extend(enc + [self.eos_id])
+            self.token_counts[name] = len(ids)
+            self.splits[name] = blocks_of(ids, self.block_size)
+        log.info("language-model corpus %s: %s tokens (%s blocks of %d), vocabulary %d (%s)", self.corpus,
+                 self.token_counts, {k: len(v) for k, v in self.splits.items()}, self.block_size, len(self.vocab),
+                 self.vocab_kind)
+
+    def model_kwargs(self) -> dict:
+        self.setup()
+        return {"vocab_size": len(self.vocab), "max_len": self.block_size}
+
+    @property
+    def features(self) -> dict[str, list[dict]]:
+        return self.splits or {}
+
+    def _collator(self):
+        return LMCollator(self.vocab.pad_token_id)
+
+    def encode(self, text: str) -> list[int]:
+        return self.vocab.encode(text)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.vocab.tokenizer.decode(ids)
