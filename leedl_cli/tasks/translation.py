@@ -14,7 +14,8 @@ Transformer paper). Options of section 4.8:
 - the copy mechanism (4.8.1) is a model option (`model.copy=true`), see models/seq2seq.py.
 
 Validation: loss under teacher forcing and corpus BLEU of greedy translations (`val/bleu`, the monitor: the best
-checkpoint is the one with the best validation BLEU). Test: the weights of that best checkpoint (run.py tests the
+checkpoint is the one with the best validation BLEU; `val_bleu_sentences: N` scores the first N validation pairs
+only, as decoding costs more than the loss). Test: the weights of that best checkpoint (run.py tests the
 module as it is, so this task loads them itself in `on_test_start`), decoded with `decode: greedy | beam |
 sampling` (`beam_size`, `length_penalty`, `temperature`, `top_k`, `top_p`; leedl_cli.decoding), scored with
 sacreBLEU on detokenised text (cased; tokenizer `13a`, `zh` for a Chinese target) and chrF, plus distinct-1/2
@@ -86,7 +87,8 @@ class Translation(LeedlTask):
                  guided_attention: float = 0.0, guided_attention_sigma: float = 0.2,
                  decode: str = "greedy", beam_size: int = 5, length_penalty: float = 1.0, temperature: float = 1.0,
                  top_k: int = 0, top_p: float = 1.0, max_len_a: float = 1.5, max_len_b: int = 10,
-                 decode_seed: int = 0, val_bleu: bool = True, attention_plot: bool = True,
+                 decode_seed: int = 0, val_bleu: bool = True, val_bleu_sentences: int | None = None,
+                 attention_plot: bool = True,
                  weights_from: str | None = None) -> None:
         super().__init__(model, optimizer, scheduler)
         if scheduled_sampling not in SCHEDULES:
@@ -99,6 +101,7 @@ class Translation(LeedlTask):
                                    temperature=float(temperature), top_k=int(top_k), top_p=float(top_p))
         self.max_len_a, self.max_len_b, self.decode_seed = float(max_len_a), int(max_len_b), int(decode_seed)
         self.val_bleu, self.attention_plot, self.weights_from = bool(val_bleu), bool(attention_plot), weights_from
+        self.val_bleu_sentences = None if val_bleu_sentences is None else int(val_bleu_sentences)
         self._eval: dict[str, dict] = {}
         self._train_tokens = 0
         self.vocab = None            # the data module (detokenisation, references), set in setup()
@@ -205,7 +208,14 @@ class Translation(LeedlTask):
         store["n"] += n
         if stage == "test" or self.val_bleu:
             opts = {} if stage == "test" else {"strategy": "greedy"}
-            for fi, ids in zip(batch["feature_index"].tolist(), self.translate_ids(batch["src_ids"], **opts)):
+            index, src = batch["feature_index"], batch["src_ids"]
+            if stage == "val" and self.val_bleu_sentences is not None:   # BLEU on the first N validation pairs
+                keep = index < self.val_bleu_sentences
+                index, src = index[keep], src[keep]
+                if not len(index):
+                    return
+                src = src[:, : int((src != self.pad).sum(1).max())]
+            for fi, ids in zip(index.tolist(), self.translate_ids(src, **opts)):
                 store["hyps"][fi] = ids
 
     def validation_step(self, batch, batch_idx):
@@ -240,7 +250,7 @@ class Translation(LeedlTask):
         """Test the best-validation-BLEU weights (run.py calls trainer.test on the module as it is)."""
         best, score = "", None
         for cb in getattr(self.trainer, "checkpoint_callbacks", []):
-                if getattr(cb, "monitor", None) == "val/bleu" and cb.best_model_path:
+            if getattr(cb, "monitor", None) == "val/bleu" and cb.best_model_path:
                 best, score = cb.best_model_path, cb.best_model_score
         if best and Path(best).is_file():
             load_model_weights(self.model, Path(best))
