@@ -19,9 +19,11 @@ def test_every_task_runs_end_to_end_in_smoke_mode(run_leedl, task, tmp_path):
     from test_dann import write_mirror
     from test_nli import write_snli
     from test_pos_tagging import write_ud
+    from translation_files import write_multi30k
 
     writers = {**WRITERS, "bert_squad": write_squad, "sentiment": write_sst2, "mlm_pretrain": write_sst2,
-               "nli": write_snli, "pos_tagging": write_ud, "dann": write_mirror, **GPT_WRITERS}
+               "nli": write_snli, "pos_tagging": write_ud, "dann": write_mirror, "translation": write_multi30k,
+               **GPT_WRITERS}
     extra = []
     if task in writers:   # small files in the data set's real format, written here: no mirror needed
         writers[task](tmp_path / "data")

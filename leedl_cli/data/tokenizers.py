@@ -2,10 +2,16 @@
 
 - `load_pretrained_tokenizer(backbone)`: a pretrained model's own fast tokenizer (offsets mapping), for
   fine-tuning a Hugging Face backbone (`model=bert`).
-- `Vocabulary.train(...)`: a word-level (`kind=word`) or sub-word (`wordpiece`, `bpe`) vocabulary learned from
-  the *training split* with Hugging Face `tokenizers`, for models trained from scratch. It is cached in
+- `Vocabulary.train(...)`: a word-level (`kind=word`) or sub-word (`wordpiece`, `bpe`, `unigram`) vocabulary
+  learned from the *training split* with Hugging Face `tokenizers`, for models trained from scratch. It is cached in
   `paths.cache_dir("vocab")` (never inside the read-only data folder) under a name keyed by the data set, the
   vocabulary size and every option, written atomically; the next run loads it instead of training it.
+
+Pre-tokenisation (`pre_tokenizer`): `bert` (split on whitespace and punctuation; the default), `metaspace`
+(SentencePiece-style: spaces become part of the pieces as `▁`, so `decode` gives back plain text — what
+translation needs for sacreBLEU) and `metaspace_cjk` (the same, and every CJK character its own piece, so a
+sub-word vocabulary works on Chinese, which has no spaces between words). `pretokenized=True` (word lists) uses
+whitespace splitting.
 
 Special tokens of a trained vocabulary: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4, [BOS]=5, [EOS]=6.
 """
@@ -23,7 +29,10 @@ from leedl_cli.errors import LeedlError
 
 log = logging.getLogger(__name__)
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[BOS]", "[EOS]"]
-KINDS = ("word", "wordpiece", "bpe")
+KINDS = ("word", "wordpiece", "bpe", "unigram")
+PRE_TOKENIZERS = ("bert", "metaspace", "metaspace_cjk")
+# CJK ideographs, radicals, kana, CJK punctuation and full-width forms: one piece each under metaspace_cjk
+CJK_CHARACTER = "[\u2e80-\u2fff\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]"
 
 
 def load_pretrained_tokenizer(backbone: str | os.PathLike):
@@ -42,8 +51,8 @@ def load_pretrained_tokenizer(backbone: str | os.PathLike):
     return tok
 
 
-def _build(kind: str, lowercase: bool, pretokenized: bool):
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+def _build(kind: str, lowercase: bool, pretokenized: bool, pre_tokenizer: str = "bert"):
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
     if kind == "word":
         tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
@@ -55,11 +64,25 @@ def _build(kind: str, lowercase: bool, pretokenized: bool):
     elif kind == "bpe":
         tok = Tokenizer(models.BPE(unk_token="[UNK]"))
         trainer_cls = trainers.BpeTrainer
+    elif kind == "unigram":
+        tok = Tokenizer(models.Unigram())
+        trainer_cls = trainers.UnigramTrainer
     else:
         raise LeedlError(f"vocabulary kind={kind!r}: one of {', '.join(KINDS)}")
     norms = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
     tok.normalizer = normalizers.Sequence(norms)
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit() if pretokenized else pre_tokenizers.BertPreTokenizer()
+    if pre_tokenizer not in PRE_TOKENIZERS:
+        raise LeedlError(f"vocabulary pre_tokenizer={pre_tokenizer!r}: one of {', '.join(PRE_TOKENIZERS)}")
+    if pretokenized:
+        tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    elif pre_tokenizer == "bert":
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    else:
+        steps = [pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)]
+        if pre_tokenizer == "metaspace_cjk":
+            steps.append(pre_tokenizers.Split(Regex(CJK_CHARACTER), behavior="isolated"))
+        tok.pre_tokenizer = pre_tokenizers.Sequence(steps)
+        tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
     return tok, trainer_cls
 
 
@@ -73,6 +96,8 @@ class Vocabulary:
         self.cls_token_id = tokenizer.token_to_id("[CLS]")
         self.sep_token_id = tokenizer.token_to_id("[SEP]")
         self.mask_token_id = tokenizer.token_to_id("[MASK]")
+        self.bos_token_id = tokenizer.token_to_id("[BOS]")
+        self.eos_token_id = tokenizer.token_to_id("[EOS]")
 
     def __len__(self) -> int:
         return self.tokenizer.get_vocab_size()
@@ -88,7 +113,7 @@ class Vocabulary:
     @classmethod
     def train(cls, texts: Iterable, dataset: str, kind: str = "word", vocab_size: int = 20000,
               min_frequency: int = 1, lowercase: bool = True, pretokenized: bool = False,
-              source: str = "") -> "Vocabulary":
+              source: str = "", pre_tokenizer: str = "bert") -> "Vocabulary":
         """Learn a vocabulary from `texts` (strings, or word lists when `pretokenized`), or load the cached one.
 
         `dataset` and `source` (e.g. the training file's size and mtime) name what the texts are; with the
@@ -98,14 +123,20 @@ class Vocabulary:
 
         if kind not in KINDS:
             raise LeedlError(f"vocabulary kind={kind!r}: one of {', '.join(KINDS)}")
-        path = cls.cache_path(dataset, kind, int(vocab_size), min_frequency=min_frequency, lowercase=lowercase,
-                              pretokenized=pretokenized, source=source)
+        options = dict(min_frequency=min_frequency, lowercase=lowercase, pretokenized=pretokenized, source=source)
+        if pre_tokenizer != "bert":   # the key of a default-pre-tokenizer vocabulary stays what it was
+            options["pre_tokenizer"] = pre_tokenizer
+        path = cls.cache_path(dataset, kind, int(vocab_size), **options)
         if path.is_file():
             log.info("vocabulary %s loaded from %s", dataset, path)
             return cls(Tokenizer.from_file(str(path)), kind, pretokenized)
-        tok, trainer_cls = _build(kind, lowercase, pretokenized)
-        trainer = trainer_cls(vocab_size=int(vocab_size), min_frequency=int(min_frequency), special_tokens=SPECIALS,
-                              show_progress=False)
+        tok, trainer_cls = _build(kind, lowercase, pretokenized, pre_tokenizer)
+        if kind == "unigram":   # the unigram trainer has no min_frequency
+            trainer = trainer_cls(vocab_size=int(vocab_size), special_tokens=SPECIALS, unk_token="[UNK]",
+                                  show_progress=False)
+        else:
+            trainer = trainer_cls(vocab_size=int(vocab_size), min_frequency=int(min_frequency),
+                                  special_tokens=SPECIALS, show_progress=False)
         lines = (" ".join(t) if pretokenized else t for t in texts)
         tok.train_from_iterator(lines, trainer=trainer)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -121,6 +152,24 @@ class Vocabulary:
     def encode_batch(self, texts: list) -> list[list[int]]:
         encs = self.tokenizer.encode_batch(texts, is_pretokenized=self.pretokenized, add_special_tokens=False)
         return [e.ids for e in encs]
+
+    def decode(self, ids: list[int]) -> str:
+        """Plain text from token ids (special tokens left out); with a metaspace pre-tokenizer the original
+        spacing comes back, so the text can be scored by sacreBLEU as it is."""
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    @classmethod
+    def load(cls, path, kind: str = "bpe", pretokenized: bool = False) -> "Vocabulary":
+        """A vocabulary saved with `save` (e.g. beside a run's checkpoints)."""
+        from tokenizers import Tokenizer
+
+        return cls(Tokenizer.from_file(str(path)), kind, pretokenized)
+
+    def save(self, path) -> None:
+        path = Path(path)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        self.tokenizer.save(str(tmp))
+        os.replace(tmp, path)
 
     def token_to_id(self, token: str) -> int | None:
         return self.tokenizer.token_to_id(token)
