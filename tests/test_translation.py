@@ -258,7 +258,7 @@ TOY_GREEDY_BLEU = 23.17   # measured: 6 epochs, seed 0 (beam 5 and sampling comp
 
 
 # ---- the task end to end ------------------------------------------------------------------------------------------
-def test_smoke_run_writes_predictions_plots_and_translate_reads_it_back(run_leedl, tmp_path):
+def test_smoke_run_writes_predictions_plots_and_translate_reads_it_back(run_leedl, tmp_path, capsys):
     from leedl_cli.tasks.translation import translate
 
     write_multi30k(tmp_path / "data", n_train=64, n_eval=16)
@@ -278,6 +278,18 @@ def test_smoke_run_writes_predictions_plots_and_translate_reads_it_back(run_leed
         test_sources = [line.strip() for line in f]
     # one batch of all 16, as in the test pass (the length cap is 1.5 x the batch's longest source + 10)
     assert translate(run_dir, test_sources, decode="beam", beam_size=2) == lines, "same model, same beam search"
+    # the command line: leedl translate RUN SENTENCE ... prints one translation per line
+    from leedl_cli.cli import main
+
+    capsys.readouterr()
+    assert main(["translate", str(run_dir), *sentences, "--decode", "greedy"]) == 0
+    assert capsys.readouterr().out.splitlines() == out
+    with pytest.raises(SystemExit) as stop:
+        main(["translate", str(tmp_path / "no-such-run"), "Ein Hund."])
+    assert stop.value.code == 2 and "no such run directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["translate", str(run_dir), "Ein Hund.", "--decode", "topk"])
+    assert stop.value.code == 2 and "greedy" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("model", ["rnn_seq2seq"])
