@@ -302,37 +302,10 @@ class Translation(LeedlTask):
 def plot_cross_attention(weights: torch.Tensor, src_words: list[str], tgt_words: list[str], path,
                          title: str = "") -> Path:
     """weights [H, T, S] (row t = target piece t, column s = source piece s) -> one heat map per head."""
-    import matplotlib
+    from leedl_cli.analysis.attention_maps import plot_heads
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    heads, t, s = weights.shape[0], len(tgt_words), len(src_words)
-    cols = min(4, heads)
-    rows = math.ceil(heads / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(max(3.0, 0.3 * s + 1.5) * cols, max(3.0, 0.3 * t + 1.5) * rows),
-                             squeeze=False)
-    for h in range(rows * cols):
-        ax = axes[h // cols][h % cols]
-        if h >= heads:
-            ax.axis("off")
-            continue
-        ax.imshow(weights[h, :t, :s].float().cpu().numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-        ax.set_xticks(range(s))
-        ax.set_yticks(range(t))
-        ax.set_xticklabels(src_words, rotation=90, fontsize=7)
-        ax.set_yticklabels(tgt_words, fontsize=7)
-        ax.set_title(f"head {h + 1}", fontsize=9)
-        ax.set_xlabel("source piece", fontsize=7)
-        ax.set_ylabel("generated piece", fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return plot_heads(weights, tgt_words, path, title, key_words=src_words, query_label="generated piece",
+                      key_label="source piece")
 
 
 # ---- loading trained models ----------------------------------------------------------------------
