@@ -271,6 +271,11 @@ def test_smoke_run_writes_predictions_plots_and_translate_reads_it_back(run_leed
     assert len(lines) == 16
     assert r["tested_checkpoint"].endswith(".ckpt") and "epoch" in Path(r["tested_checkpoint"]).name
     assert r["attention_plots"] and all(Path(p).is_file() for p in r["attention_plots"])
+    # validation BLEU against wall time: one point per validation pass (not the sanity check), clock rising
+    curve = r["val_bleu_curve"]
+    assert [c["epoch"] for c in curve] == list(range(len(curve))) and len(curve) >= 1
+    assert all(c["minutes"] > 0 for c in curve) and curve[-1]["val_bleu"] == pytest.approx(m["val/bleu"], abs=1e-3)
+    assert Path(r["bleu_plot"]).is_file() and Path(r["bleu_plot"]).stat().st_size > 1000
     sentences = [de for de, _ in toy_pairs(3, 2)]
     out = translate(run_dir, sentences, decode="greedy")
     assert len(out) == 3 and all(isinstance(s, str) for s in out)
