@@ -314,3 +314,23 @@ def test_smoke_tatoeba_zh_to_en(run_leedl, tmp_path):
     assert r["status"] == "ok", r.get("error")
     assert "tok:zh" in r["bleu_signature"]
 
+
+
+def test_bleu_curve_and_its_clock_survive_a_checkpoint(tmp_path):
+    """A resumed run continues the BLEU-against-time curve: points and elapsed seconds go into the checkpoint."""
+    from leedl_cli.tasks.translation import Translation, plot_bleu_curve
+
+    first = Translation(torch.nn.Linear(1, 1))
+    first.bleu_curve = [{"epoch": 0, "step": 10, "minutes": 1.5, "val_bleu": 12.0}]
+    first._clock_offset = 90.0
+    checkpoint: dict = {}
+    first.on_save_checkpoint(checkpoint)
+    assert checkpoint["leedl_bleu_curve"]["elapsed_s"] == pytest.approx(90.0)
+    resumed = Translation(torch.nn.Linear(1, 1))
+    resumed.on_load_checkpoint(checkpoint)
+    assert resumed.bleu_curve == first.bleu_curve
+    resumed._clock_start = __import__("time").perf_counter() - 30.0     # 30 s into the resumed session
+    assert resumed.elapsed_s() == pytest.approx(120.0, abs=1.0)
+    path = plot_bleu_curve(resumed.bleu_curve + [{"epoch": 1, "step": 20, "minutes": 2.0, "val_bleu": 20.0}],
+                           tmp_path / "bleu.png")
+    assert path.is_file() and path.stat().st_size > 1000
