@@ -40,6 +40,7 @@ import os
 import tarfile
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -278,7 +279,8 @@ class GoLoader(InMemoryLoader):
 
 class GoDataModule(pl.LightningDataModule):
     def __init__(self, root: str | None = None, sgf_glob: str = "kgs/*.tar.gz", sgf_dir: str | None = None,
-                 train_games: int = 2000, val_games: int = 50, test_games: int = 200, features: str = "history",
+                 train_games: int = 2000, val_games: int = 50, test_games: int = 200,
+                 features: Literal["basic", "history", "alphago"] = "history",
                  symmetries: bool = False, batch_size: int = 256, eval_batch_size: int = 1024, seed: int = 0,
                  cache: bool = True) -> None:
         super().__init__()

@@ -22,6 +22,7 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -210,8 +211,8 @@ class DomainAdaptationDataModule(pl.LightningDataModule):
 
     num_classes = 10
 
-    def __init__(self, root: str | None = None, mode: str = "dann", batch_size: int = 64,
-                 eval_batch_size: int = 1000, seed: int = 0, image_size: int = 28, normalize: str = "domain",
+    def __init__(self, root: str | None = None, mode: Literal["source_only", "dann", "target_only"] = "dann", batch_size: int = 64,
+                 eval_batch_size: int = 1000, seed: int = 0, image_size: int = 28, normalize: Literal["domain", "source"] = "domain",
                  val_size: int = 5000, train_size: int | None = None, test_size: int | None = None,
                  build_seed: int = 0) -> None:
         super().__init__()

@@ -29,6 +29,7 @@ import gzip
 import logging
 import re
 from pathlib import Path
+from typing import Literal
 
 from leedl_cli.data.tokenized import BucketBatchSampler, FeatureDataset, PadCollator, TokenizedDataModule
 from leedl_cli.data.tokenizers import CJK_CHARACTER, KINDS, Vocabulary
@@ -128,8 +129,9 @@ class TokenBatchSampler(BucketBatchSampler):
 
 
 class ParallelDataModule(TokenizedDataModule):
-    def __init__(self, dataset: str = "multi30k", data_dir: str | None = None, src: str | None = None,
-                 tgt: str | None = None, test_split: str = "test_2016_flickr", vocab: str = "bpe",
+    def __init__(self, dataset: Literal["multi30k", "tatoeba"] = "multi30k", data_dir: str | None = None, src: str | None = None,
+                 tgt: str | None = None, test_split: str = "test_2016_flickr",
+                 vocab: Literal["word", "wordpiece", "bpe", "unigram"] = "bpe",
                  vocab_size: int = 8000, shared_vocab: bool = True, min_frequency: int = 2, max_length: int = 128,
                  batch_size: int = 128, max_tokens: int | None = 2500, eval_batch_size: int = 200,
                  max_train_sentences: int | None = None, max_eval_sentences: int | None = None,

@@ -19,6 +19,7 @@ import logging
 import random
 import zipfile
 from pathlib import Path
+from typing import Literal
 
 from leedl_cli.data.files import data_reader
 from leedl_cli.data.tokenized import SPLIT_SEED, PadCollator, TokenizedDataModule
@@ -143,7 +144,7 @@ def tokenize_examples(tokenizer, examples: list[dict], max_length: int, stride: 
 class SquadDataModule(TokenizedDataModule):
     """SQuAD-format extractive QA with the backbone's own fast tokenizer and dynamic padding."""
 
-    def __init__(self, backbone: str = "minilm", dataset: str = "squad", data_dir: str | None = None,
+    def __init__(self, backbone: str = "minilm", dataset: Literal["squad", "drcd", "xquad_en", "xquad_zh"] = "squad", data_dir: str | None = None,
                  train_file: str | None = None, dev_file: str | None = None, max_length: int = 256,
                  stride: int = 64, batch_size: int = 16, eval_batch_size: int = 64,
                  max_train_examples: int | None = None, max_val_examples: int | None = None,

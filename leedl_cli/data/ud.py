@@ -19,6 +19,7 @@ import gzip
 import logging
 import unicodedata
 from pathlib import Path
+from typing import Literal
 
 from leedl_cli.data.files import data_reader
 from leedl_cli.data.tokenized import IGNORE_INDEX, SPLIT_SEED, PadCollator, TokenizedDataModule
@@ -117,7 +118,7 @@ def write_conllu_with_upos(source: str | Path, target: str | Path, predicted: li
 class UDDataModule(TokenizedDataModule):
     num_classes = len(UPOS)
 
-    def __init__(self, dataset: str = "ud-english-ewt", data_dir: str | None = None, backbone: str | None = None,
+    def __init__(self, dataset: Literal["ud-english-ewt"] = "ud-english-ewt", data_dir: str | None = None, backbone: str | None = None,
                  vocab_size: int = 30000, min_frequency: int = 1, lowercase: bool = True, suffix_length: int = 3,
                  max_length: int = 256, batch_size: int = 32, eval_batch_size: int = 128,
                  max_train_sentences: int | None = None, max_eval_sentences: int | None = None,

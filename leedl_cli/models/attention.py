@@ -28,6 +28,7 @@ feed-forward), and the stacks `TransformerEncoder` / `TransformerDecoder`.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -146,7 +147,7 @@ def sinusoidal_table(max_len: int, d_model: int) -> torch.Tensor:
 class PositionalEncoding(nn.Module):
     """Adds position information e^i to a^i (section 3.4): `none`, `sinusoidal` (fixed) or `learned`."""
 
-    def __init__(self, kind: str, d_model: int, max_len: int = 1024) -> None:
+    def __init__(self, kind: Literal["none", "sinusoidal", "learned"], d_model: int, max_len: int = 1024) -> None:
         super().__init__()
         if kind not in POSITIONAL_ENCODINGS:
             raise LeedlError(f"model.positional_encoding={kind!r}: one of {', '.join(POSITIONAL_ENCODINGS)}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Literal
 
 from torch import nn
 
@@ -43,7 +44,8 @@ def _auto_class(head: str):
 class Bert(nn.Module):
     """A transformers model (`self.hf`) built from `backbone` with the task's head."""
 
-    def __init__(self, backbone: str = "minilm", pretrained: bool = True, head: str = "encoder",
+    def __init__(self, backbone: str = "minilm", pretrained: bool = True,
+                 head: Literal["qa", "sequence_classification", "token_classification", "mlm", "causal_lm", "encoder"] = "encoder",
                  num_labels: int = 2, config_overrides: dict | None = None, dropout: float | None = None) -> None:
         super().__init__()
         head = HEAD_ALIASES.get(head, head)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Literal
 
 import torch
 from torch import nn
@@ -43,7 +44,7 @@ def tiny_random_causal_lm(seed: int = 0):
 class CausalLM(nn.Module):
     """A transformers causal LM (`self.hf`) and its tokenizer (`self.tokenizer`), in eval mode."""
 
-    def __init__(self, backbone: str = "smollm2", dtype: str = "float32") -> None:
+    def __init__(self, backbone: str = "smollm2", dtype: Literal["float32", "bfloat16"] = "float32") -> None:
         super().__init__()
         self.backbone = str(backbone)
         if dtype not in ("float32", "bfloat16"):

@@ -1,6 +1,8 @@
 """A fully connected network: flatten, [Linear -> activation -> dropout] x depth, Linear to classes."""
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU}
@@ -8,7 +10,7 @@ ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": 
 
 class MLP(nn.Module):
     def __init__(self, input_dim: int, num_classes: int, hidden: list[int] = (256, 256),
-                 activation: str = "relu", dropout: float = 0.0) -> None:
+                 activation: Literal["relu", "sigmoid", "tanh", "gelu"] = "relu", dropout: float = 0.0) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")

@@ -6,6 +6,7 @@ the actor and the critic share the first layers). `ValueTable` is the tabular cr
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import nn
@@ -28,7 +29,7 @@ def _init(layer: nn.Linear, gain: float) -> None:
 class ActorCritic(nn.Module):
     """forward(s) -> (logits of pi(.|s) [B, n_actions], V(s) [B])."""
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden: list[int] = (64, 64), activation: str = "tanh",
+    def __init__(self, obs_dim: int, n_actions: int, hidden: list[int] = (64, 64), activation: Literal["relu", "tanh"] = "tanh",
                  shared: bool = False, orthogonal_init: bool = True) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:

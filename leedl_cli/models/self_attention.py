@@ -9,6 +9,8 @@ pooled sentence vector -> linear for sentence classification (`pooling: mean | m
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
@@ -19,7 +21,7 @@ from leedl_cli.models.sequence import SequenceModel
 class SelfAttentionModel(SequenceModel):
     def __init__(self, vocab_size: int, num_classes: int, d_model: int = 128, num_layers: int = 2,
                  num_heads: int = 4, d_ff: int | None = None, dropout: float = 0.1,
-                 positional_encoding: str = "sinusoidal", window: int | None = None, norm_first: bool = True,
+                 positional_encoding: Literal["none", "sinusoidal", "learned"] = "sinusoidal", window: int | None = None, norm_first: bool = True,
                  max_len: int = 1024, **kwargs) -> None:
         super().__init__(vocab_size, num_classes, d_model, dropout=dropout, **kwargs)
         self.positions = PositionalEncoding(positional_encoding, d_model, max_len)

@@ -14,6 +14,8 @@ replaces a fraction of the words by [UNK], so the [UNK] embedding is trained in 
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -92,7 +94,7 @@ class SequenceModel(nn.Module):
 
     def __init__(self, vocab_size: int, num_classes: int, dim: int, embed_dim: int | None = None,
                  suffix_vocab_size: int = 0, shape_vocab_size: int = 0, feature_dim: int = 32,
-                 word_dropout: float = 0.0, unk_token_id: int = 1, dropout: float = 0.1, pooling: str = "none",
+                 word_dropout: float = 0.0, unk_token_id: int = 1, dropout: float = 0.1, pooling: Literal["none", "mean", "max", "first"] = "none",
                  use_features: bool = True, pad_token_id: int = 0, num_labels: int | None = None,
                  char_vocab_size: int = 0, char_filters: int = 64) -> None:
         super().__init__()

@@ -8,6 +8,8 @@ Self-attention is the more flexible model: with little data it loses to the CNN,
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
@@ -18,7 +20,8 @@ from leedl_cli.models.attention import PositionalEncoding, TransformerEncoder
 class ViT(nn.Module):
     def __init__(self, in_channels: int, image_size: int, num_classes: int, patch_size: int = 7, d_model: int = 64,
                  num_layers: int = 4, num_heads: int = 4, d_ff: int | None = None, dropout: float = 0.1,
-                 pooling: str = "cls", positional_encoding: str = "learned", norm_first: bool = True) -> None:
+                 pooling: Literal["cls", "mean"] = "cls",
+                 positional_encoding: Literal["none", "sinusoidal", "learned"] = "learned", norm_first: bool = True) -> None:
         super().__init__()
         if image_size % patch_size:
             raise LeedlError(f"model.patch_size={patch_size} must divide the image size {image_size}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Literal
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ def dann_lambda(p: float, lambda_max: float = 1.0, gamma: float = 10.0) -> float
 
 
 class DomainAdversarial(LeedlTask):
-    def __init__(self, model, optimizer=None, scheduler=None, mode: str = "dann", lambda_max: float = 1.0,
+    def __init__(self, model, optimizer=None, scheduler=None, mode: Literal["source_only", "dann", "target_only"] = "dann", lambda_max: float = 1.0,
                  lambda_gamma: float = 10.0, domain_weight: float = 1.0, tsne_points: int = 1000) -> None:
         super().__init__(model, optimizer, scheduler)
         if mode not in MODES:

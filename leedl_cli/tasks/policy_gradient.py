@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from typing import Literal
 
 import numpy as np
 import torch
@@ -43,7 +44,8 @@ WITH_CRITIC = ("v3_5", "v4", "ppo")
 
 
 class PolicyGradient(LeedlTask):
-    def __init__(self, model, optimizer=None, scheduler=None, version: str = "v4", critic: str = "td",
+    def __init__(self, model, optimizer=None, scheduler=None, version: Literal["v0", "v1", "v2", "v3", "v3_5", "v4", "ppo"] = "v4",
+                 critic: Literal["mc", "td"] = "td",
                  gamma: float = 0.99, n_steps: int = 32, gae_lambda: float = 0.0, entropy_coef: float = 0.01,
                  value_coef: float = 0.5, normalize_advantage: bool = False, max_grad_norm: float | None = 0.5,
                  baseline_momentum: float = 0.9, eval_episodes: int = 100, eval_seed: int = 10_000,

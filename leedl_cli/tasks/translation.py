@@ -34,6 +34,7 @@ import logging
 import math
 import time
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -85,9 +86,9 @@ def corpus_scores(hypotheses: list[str], references: list[str], tokenize: str = 
 
 class Translation(LeedlTask):
     def __init__(self, model, optimizer=None, scheduler=None, pad_token_id: int = 0, label_smoothing: float = 0.1,
-                 scheduled_sampling: str = "none", scheduled_sampling_max: float = 0.25,
+                 scheduled_sampling: Literal["none", "linear", "inverse_sigmoid", "exponential"] = "none", scheduled_sampling_max: float = 0.25,
                  guided_attention: float = 0.0, guided_attention_sigma: float = 0.2,
-                 decode: str = "greedy", beam_size: int = 5, length_penalty: float = 1.0, temperature: float = 1.0,
+                 decode: Literal["greedy", "beam", "sampling"] = "greedy", beam_size: int = 5, length_penalty: float = 1.0, temperature: float = 1.0,
                  top_k: int = 0, top_p: float = 1.0, max_len_a: float = 1.5, max_len_b: int = 10,
                  decode_seed: int = 0, val_bleu: bool = True, val_bleu_sentences: int | None = None,
                  attention_plot: bool = True,
