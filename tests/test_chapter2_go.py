@@ -96,7 +96,7 @@ def test_missing_go_data_and_bad_options_are_clear(run_leedl, tmp_path):
     r = run_leedl(["debug=smoke", "task=go_policy", f"data_dir={tmp_path}/nowhere"])
     assert r["status"] == "failed" and r["error_type"] == "DataNotFoundError" and "go-sgf" in r["error"]
     r = run_leedl(["debug=smoke", "task=go_policy", "task.data.features=alpha"], name="bad")
-    assert r["status"] == "failed" and "task.data.features='alpha'" in r["error"] and "history" in r["error"]
+    assert r["status"] == "failed" and "task.data.features=alpha: expected one of basic, history, alphago" in r["error"]
 
 
 def test_policy_network_learns_to_play_next_to_the_last_move(run_leedl, tmp_path):
