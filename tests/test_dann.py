@@ -17,7 +17,7 @@ from conftest import data_available
 
 from leedl_cli.data.mnist_m import DomainAdaptationDataModule, build_mnist_m, fit_size, mnist_m_train, read_mnist_m_test
 from leedl_cli.errors import DataNotFoundError, LeedlError
-from leedl_cli.models.dann import DANN, GradientReversal
+from leedl_cli.models.dann import DANN, DomainBatchNorm, GradientReversal
 from leedl_cli.optim.schedules import dann_annealing
 from leedl_cli.tasks.dann import dann_lambda
 
@@ -97,6 +97,31 @@ def test_gradient_reversal_trains_features_against_the_domain_classifier():
     f.grad = None
     model.domain_classifier(f).sum().backward()
     assert torch.allclose(reversed_grad, -0.5 * f.grad, atol=1e-6)
+
+
+def test_domain_batch_norm_keeps_each_domains_statistics_apart():
+    """model.domain_batch_norm: G_f normalises source and target images by their own statistics, in training
+    (batch statistics) and in evaluation (each domain's running statistics)."""
+    torch.manual_seed(0)
+    model = DANN(in_channels=3, num_classes=10, image_size=28, domain_batch_norm=True)
+    bns = [m for m in model.features.modules() if isinstance(m, DomainBatchNorm)]
+    assert len(bns) == 2
+    source, target = torch.randn(32, 3, 28, 28), 3.0 + 2.0 * torch.randn(32, 3, 28, 28)
+    model.train()
+    for _ in range(30):
+        model.set_domain(0)
+        model.features(source)
+        model.set_domain(1)
+        model.features(target)
+    first = bns[0].bns
+    assert float(first[1].running_mean.abs().mean()) > 3 * float(first[0].running_mean.abs().mean())
+    model.eval()
+    model.set_domain(1)
+    on_target = model.features(target)
+    model.set_domain(0)
+    assert not torch.allclose(on_target, model.features(target))     # the other domain's statistics differ
+    with pytest.raises(LeedlError, match="domain_batch_norm=true needs batch normalisation"):
+        DANN(in_channels=3, num_classes=10, image_size=28, batch_norm=False, domain_batch_norm=True)
 
 
 def test_lambda_schedule_follows_the_paper():
@@ -235,14 +260,16 @@ def test_dann_configs_compose(compose_cfg):
     assert set(cfg.hydra.sweeper.params["task.mode"].split(",")) == {"source_only", "dann", "target_only"}
 
 
-@pytest.mark.parametrize("mode", ["source_only", "dann", "target_only"])
+@pytest.mark.parametrize("mode", ["source_only", "dann", "target_only", "dann_dsbn"])
 def test_dann_smoke_end_to_end(run_leedl, mirror, mode):
-    r = run_leedl(["task=dann", f"task.mode={mode}", "debug=smoke", f"data_dir={mirror}", "seed=0"], name=mode)
+    extra = ["model.domain_batch_norm=true"] if mode == "dann_dsbn" else []
+    r = run_leedl(["task=dann", f"task.mode={mode.split('_dsbn')[0]}", "debug=smoke", f"data_dir={mirror}", "seed=0",
+                   *extra], name=mode)
     assert r["status"] == "ok", r.get("error")
     m = r["metrics"]
     assert 0 <= m["test/target_acc"] <= 1 and 0 <= m["test/source_acc"] <= 1
     assert r["test_target_images"] == 50 and r["test_source_images"] == 60
-    assert ("train/domain_acc" in m) == (mode == "dann")
+    assert ("train/domain_acc" in m) == mode.startswith("dann")
     assert Path(r["tsne"]).is_file()
 
 

@@ -9,9 +9,13 @@ built as `cls(in_channels=..., image_size=..., batch_norm=..., dropout=...)`; th
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from hydra.utils import get_class
 from torch import nn
+
+from leedl_cli.errors import LeedlError
 
 
 class GradientReversalFunction(torch.autograd.Function):
@@ -66,6 +70,31 @@ class MNISTFeatures(nn.Module):
 FEATURE_EXTRACTORS = {"mnist": MNISTFeatures}
 
 
+class DomainBatchNorm(nn.Module):
+    """Domain-specific batch normalisation (Chang et al., CVPR 2019): one BatchNorm (statistics and affine) per
+    domain, the one of `domain` (0 source, 1 target) applied. Not in the DANN paper: an option of G_f."""
+
+    def __init__(self, bn: nn.Module) -> None:
+        super().__init__()
+        self.bns = nn.ModuleList([bn, copy.deepcopy(bn)])
+        self.domain = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bns[self.domain](x)
+
+
+def _domain_batch_norm(module: nn.Module) -> int:
+    """Replace every BatchNorm1d/2d inside `module` by a DomainBatchNorm; returns how many were replaced."""
+    n = 0
+    for name, child in module.named_children():
+        if isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            setattr(module, name, DomainBatchNorm(child))
+            n += 1
+        else:
+            n += _domain_batch_norm(child)
+    return n
+
+
 def _mlp(sizes: list[int], batch_norm: bool, dropout: float) -> nn.Sequential:
     layers: list[nn.Module] = []
     for a, b in zip(sizes[:-2], sizes[1:-1]):
@@ -83,10 +112,14 @@ class DANN(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, image_size: int, feature_extractor: str = "mnist",
                  label_hidden: list[int] = (100, 100), domain_hidden: list[int] = (100,), batch_norm: bool = True,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, domain_batch_norm: bool = False) -> None:
         super().__init__()
         cls = FEATURE_EXTRACTORS.get(feature_extractor) or get_class(feature_extractor)
         self.features = cls(in_channels=in_channels, image_size=image_size, batch_norm=batch_norm, dropout=dropout)
+        if domain_batch_norm and not _domain_batch_norm(self.features):
+            raise LeedlError("model.domain_batch_norm=true needs batch normalisation in the feature extractor "
+                             "(model.batch_norm=true)")
+        self.domain_batch_norm = bool(domain_batch_norm)
         with torch.no_grad():
             was = self.features.training
             self.features.eval()
@@ -96,6 +129,12 @@ class DANN(nn.Module):
         self.label_predictor = _mlp([dim, *label_hidden, num_classes], batch_norm, dropout)
         self.grl = GradientReversal()
         self.domain_classifier = _mlp([dim, *domain_hidden, 1], batch_norm, 0.0)
+
+    def set_domain(self, domain: int) -> None:
+        """Which domain's batch normalisation G_f applies (only with domain_batch_norm; 0 source, 1 target)."""
+        for m in self.features.modules():
+            if isinstance(m, DomainBatchNorm):
+                m.domain = int(domain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits (what test time uses)."""

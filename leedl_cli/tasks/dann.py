@@ -4,7 +4,9 @@ mode `dann`: every batch holds labelled source images and unlabelled target imag
     L = L_y(G_y(G_f(x_s)), y_s) + domain_weight * L_d(G_d(R_lambda(G_f([x_s; x_t]))), d)
 with d = 0 for source and 1 for target images, so the gradient reversal layer R makes G_f *maximise* the domain
 loss that G_d minimises. lambda follows the paper's schedule lambda_p = lambda_max * (2 / (1 + exp(-gamma p)) - 1),
-p the training progress from 0 to 1 (gamma = 10).
+p the training progress from 0 to 1 (gamma = 10). With `model.domain_batch_norm=true` (not in the paper) the
+source and target images go through G_f separately, each domain normalised by its own batch statistics, and the
+MNIST-M test images by the target's running statistics.
 mode `source_only` / `target_only`: plain classification on source (resp. labelled target) images.
 
 Metrics: train/acc, train/domain_acc (the domain classifier's accuracy; DANN pushes it towards 0.5),
@@ -79,7 +81,14 @@ class DomainAdversarial(LeedlTask):
         xs, ys = batch[0], batch[1]
         if self.mode == "dann":
             xt = batch[2]
-            f = self.model.features(torch.cat([xs, xt])).flatten(1)
+            if getattr(self.model, "domain_batch_norm", False):   # each domain through its own batch normalisation
+                self.model.set_domain(0)
+                fs = self.model.features(xs).flatten(1)
+                self.model.set_domain(1)
+                f = torch.cat([fs, self.model.features(xt).flatten(1)])
+                self.model.set_domain(0)
+            else:
+                f = self.model.features(torch.cat([xs, xt])).flatten(1)
             logits = self.model.label_predictor(f[: len(xs)])
             lambd = dann_lambda(self.progress(), self.lambda_max, self.lambda_gamma)
             d_logits = self.model.domain_logits(f, lambd)
@@ -128,7 +137,12 @@ class DomainAdversarial(LeedlTask):
     def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
         x, y = batch
         domain = TEST_DOMAINS[dataloader_idx]
+        target_bn = domain == "target" and self.mode == "dann" and getattr(self.model, "domain_batch_norm", False)
+        if target_bn:
+            self.model.set_domain(1)   # the target's batch normalisation, learned from the unlabelled target images
         f = self.model.features(x).flatten(1)
+        if target_bn:
+            self.model.set_domain(0)
         logits = self.model.label_predictor(f)
         self.sums[f"{domain}_correct"] += float((logits.argmax(-1) == y).sum())
         self.sums[f"{domain}_n"] += len(y)
