@@ -111,7 +111,7 @@ class DANN(nn.Module):
     reversal layer; one logit, "is this image from the target domain")."""
 
     def __init__(self, in_channels: int, num_classes: int, image_size: int, feature_extractor: str = "mnist",
-                 label_hidden: list[int] = (100, 100), domain_hidden: list[int] = (100,), batch_norm: bool = True,
+                 label_hidden: list[int] = (100, 100), domain_hidden: list[int] = (100,), batch_norm: bool = False,
                  dropout: float = 0.0, domain_batch_norm: bool = False) -> None:
         super().__init__()
         cls = FEATURE_EXTRACTORS.get(feature_extractor) or get_class(feature_extractor)
