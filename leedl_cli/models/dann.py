@@ -136,6 +136,16 @@ class DANN(nn.Module):
             if isinstance(m, DomainBatchNorm):
                 m.domain = int(domain)
 
+    def features_of(self, x: torch.Tensor, domain: int = 0) -> torch.Tensor:
+        """G_f(x) flattened, with `domain`'s batch normalisation (domain_batch_norm) or the shared one."""
+        if not self.domain_batch_norm:
+            return self.features(x).flatten(1)
+        self.set_domain(domain)
+        try:
+            return self.features(x).flatten(1)
+        finally:
+            self.set_domain(0)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits (what test time uses)."""
         return self.label_predictor(self.features(x).flatten(1))

@@ -81,14 +81,10 @@ class DomainAdversarial(LeedlTask):
         xs, ys = batch[0], batch[1]
         if self.mode == "dann":
             xt = batch[2]
-            if getattr(self.model, "domain_batch_norm", False):   # each domain through its own batch normalisation
-                self.model.set_domain(0)
-                fs = self.model.features(xs).flatten(1)
-                self.model.set_domain(1)
-                f = torch.cat([fs, self.model.features(xt).flatten(1)])
-                self.model.set_domain(0)
+            if self.model.domain_batch_norm:   # each domain through its own batch normalisation
+                f = torch.cat([self.model.features_of(xs, 0), self.model.features_of(xt, 1)])
             else:
-                f = self.model.features(torch.cat([xs, xt])).flatten(1)
+                f = self.model.features_of(torch.cat([xs, xt]))
             logits = self.model.label_predictor(f[: len(xs)])
             lambd = dann_lambda(self.progress(), self.lambda_max, self.lambda_gamma)
             d_logits = self.model.domain_logits(f, lambd)
@@ -137,12 +133,8 @@ class DomainAdversarial(LeedlTask):
     def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
         x, y = batch
         domain = TEST_DOMAINS[dataloader_idx]
-        target_bn = domain == "target" and self.mode == "dann" and getattr(self.model, "domain_batch_norm", False)
-        if target_bn:
-            self.model.set_domain(1)   # the target's batch normalisation, learned from the unlabelled target images
-        f = self.model.features(x).flatten(1)
-        if target_bn:
-            self.model.set_domain(0)
+        # MNIST-M test images through the target's batch normalisation (domain_batch_norm), which only DANN trains
+        f = self.model.features_of(x, int(domain == "target" and self.mode == "dann"))
         logits = self.model.label_predictor(f)
         self.sums[f"{domain}_correct"] += float((logits.argmax(-1) == y).sum())
         self.sums[f"{domain}_n"] += len(y)
