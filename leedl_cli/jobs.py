@@ -11,7 +11,7 @@ import hashlib
 
 # overrides that say how or where a job runs, not what it computes
 NOT_PART_OF_THE_JOB = {"resume", "skip_done", "threads", "output_root", "data_dir", "wandb_id", "ckpt_path",
-                       "name", "tags", "logger", "trainer.enable_progress_bar"}
+                       "channels_last", "name", "tags", "logger", "trainer.enable_progress_bar"}
 NOT_PART_OF_THE_JOB_PREFIXES = ("hydra", "logger.", "--")
 SEED = "seed"
 

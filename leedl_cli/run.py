@@ -224,6 +224,8 @@ def fit_and_test(cfg: DictConfig, record: RunRecord, stop) -> None:
     model = build_model(cfg, shapes)
     module = record.module = build_module(cfg, model, shapes)
     module.run_dir = record.run_dir
+    if cfg.get("channels_last"):
+        module.use_channels_last()
     record.results["parameters"] = sum(p.numel() for p in model.parameters())
 
     record.timing = TimingCallback()

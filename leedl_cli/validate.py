@@ -51,7 +51,7 @@ TASK_KEYS = {
 }
 TOP_LEVEL = {"task", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "hydra", "seed", "data_dir",
              "output_root", "name", "tags", "report", "threads", "debug_mode", "resume", "skip_done", "wandb_id",
-             "ckpt_path", "experiment", "debug"}
+             "ckpt_path", "experiment", "debug", "channels_last"}
 
 
 # ---- range rules, by key name ---------------------------------------------------------------------------------
