@@ -14,7 +14,6 @@ from typing import Any, Callable
 import hydra
 import pytorch_lightning as pl
 import torch
-from lightning_utilities.core.apply_func import apply_to_collection
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -67,10 +66,6 @@ class StagedSteps:
 
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
-
-
-def _channels_last(t: torch.Tensor) -> torch.Tensor:
-    return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 and t.is_floating_point() else t
 
 
 class LeedlTask(pl.LightningModule):
@@ -126,15 +121,10 @@ class LeedlTask(pl.LightningModule):
 
     # ---- memory format -----------------------------------------------------------------------
     def use_channels_last(self) -> None:
-        """Keep the model's 4-D weights and every 4-D batch tensor in channels-last order (`channels_last=true`):
-        the same computation, with faster convolutions on CPU (measured on dann_cnn: 1.45x a training step)."""
-        self.channels_last = True
+        """Keep the model's 4-D weights in channels-last order (`channels_last=true`): a convolution with such a
+        weight computes in (and returns) channels-last order whatever its input's order, so the batches need no
+        change. The same computation, faster on CPU (measured on dann_cnn: 1.34x a training step)."""
         self.model.to(memory_format=torch.channels_last)
-
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        if not getattr(self, "channels_last", False):
-            return batch
-        return apply_to_collection(batch, torch.Tensor, _channels_last)
 
     # ---- checkpoints -------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

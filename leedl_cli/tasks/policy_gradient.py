@@ -43,6 +43,17 @@ EPISODIC = ("v0", "v1", "v2", "v3", "v3_5")      # versions that need whole epis
 WITH_CRITIC = ("v3_5", "v4", "ppo")
 
 
+def quarter_means(episodes: list[tuple[int, float]], total_steps: int) -> list[float | None]:
+    """The mean return of the training episodes that ended in each quarter of the run's env steps (None: no episode
+    ended there). A learning curve has flattened when the last quarters agree."""
+    out: list[float | None] = []
+    for q in range(4):
+        lo, hi = total_steps * q / 4, total_steps * (q + 1) / 4
+        rets = [r for step, r in episodes if lo < step <= hi or (q == 0 and step == 0)]
+        out.append(float(np.mean(rets)) if rets else None)
+    return out
+
+
 class PolicyGradient(LeedlTask):
     def __init__(self, model, optimizer=None, scheduler=None, version: Literal["v0", "v1", "v2", "v3", "v3_5", "v4", "ppo"] = "v4",
                  critic: Literal["mc", "td"] = "td",
@@ -74,6 +85,7 @@ class PolicyGradient(LeedlTask):
         self.env_steps = 0
         self.recent = deque(maxlen=20)             # returns of the last finished training episodes
         self.finished: list[float] = []            # returns of the episodes finished since the last log
+        self.episodes: list[tuple[int, float]] = []   # (env steps when it ended, return) of every training episode
         self.envs = None
 
     # ---- the environment ------------------------------------------------------------------------
@@ -91,8 +103,10 @@ class PolicyGradient(LeedlTask):
     def on_train_end(self) -> None:
         if self.envs is not None:
             self.envs.close()
+        quarters = quarter_means(self.episodes, self.env_steps)
         self.results.update(env_steps=self.env_steps, updates=int(self.global_step),
-                            train_wall_s=time.perf_counter() - self.fit_started)
+                            train_wall_s=time.perf_counter() - self.fit_started,
+                            return_by_quarter=quarters, return_last_quarter=quarters[-1])
 
     @staticmethod
     def _obs(x) -> torch.Tensor:
@@ -133,6 +147,7 @@ class PolicyGradient(LeedlTask):
             for i in np.flatnonzero(done.numpy()):
                 self.recent.append(float(self.ep_return[i]))
                 self.finished.append(float(self.ep_return[i]))
+                self.episodes.append((self.env_steps, float(self.ep_return[i])))
                 self.ep_return[i] = 0.0
             self.s = s2
         out = {k: torch.stack(v) for k, v in batch.items()}
@@ -158,6 +173,7 @@ class PolicyGradient(LeedlTask):
         for ret in out["r"].sum(0).tolist():
             self.recent.append(ret)
             self.finished.append(ret)
+            self.episodes.append((self.env_steps, ret))
         return out
 
     # ---- step 2: the advantage A_t of every (s_t, a_t) ------------------------------------------
