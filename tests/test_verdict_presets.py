@@ -1,4 +1,5 @@
-"""The presets of issue 16: batch_size_gap_converged, pg_versions_long, minimum_ratio with and without blank pixels."""
+"""The presets of issue 16: batch_size_gap_converged (MNIST, Fashion-MNIST), pg_versions_long, minimum_ratio with and
+without blank pixels."""
 from __future__ import annotations
 
 import csv
@@ -37,7 +38,13 @@ def test_presets_compose(compose_cfg):
     assert cfg.hydra.sweeper.params["task.data.batch_size"] == "256,6000"
     assert cfg.hydra.sweeper.params.seed == "0,1,2,3,4"
     cfg = compose_cfg(["experiment=pg_versions_long"])
-    assert cfg.task.module.max_env_steps == 200_000 and cfg.task.module.gae_lambda == 0.0
+    assert cfg.task.module.max_env_steps == 1_000_000 and cfg.task.module.gae_lambda == 0.0
+    assert "return_last_quarter" in cfg.report.metrics
+    cfg = compose_cfg(["experiment=batch_size_gap_converged_fashion"])
+    assert cfg.task.name == "fashion_mnist" and cfg.model.name == "mlp" and cfg.task.data.val_size == 0
+    assert cfg.callbacks.stop_when_converged.stopping_threshold == 0.995 and cfg.trainer.max_epochs == 400
+    assert cfg.hydra.sweeper.params["task.data.batch_size"] == "256,6000"
+    assert [row.check for row in cfg.report.book] == ["each >= 0.995", "each >= 0.995", "256 > 6000"]
     cfg = compose_cfg(["experiment=minimum_ratio"])
     assert cfg.hydra.sweeper.params["task.data.drop_blank_pixels"] == "false,true"
 
@@ -54,10 +61,29 @@ def test_converged_preset_stops_when_train_accuracy_reaches_the_threshold(run_le
     assert per_epoch[-1] >= 0.995 and all(a < 0.995 for a in per_epoch[:-1]), per_epoch
 
 
+def test_converged_preset_on_fashion_mnist_smoke(run_leedl, tmp_path):
+    from ch2_files import write_idx_set
+
+    write_idx_set(tmp_path / "data" / "fashion-mnist")
+    r = run_leedl(["experiment=batch_size_gap_converged_fashion", "debug=smoke", f"data_dir={tmp_path}/data",
+                   "task.data.download=false", "logger=none", "threads=1", "seed=0"], name="fashion")
+    assert r["status"] == "ok", r.get("error")
+    assert r["task"] == "fashion_mnist" and 0 <= r["metrics"]["test/acc"] <= 1
+
+
 def test_pg_versions_long_smoke(run_leedl):
     r = run_leedl(["experiment=pg_versions_long", "debug=smoke", "task.module.version=v4", "seed=0"])
     assert r["status"] == "ok", r.get("error")
     assert "test/return_mean" in r["metrics"]
+    assert len(r["return_by_quarter"]) == 4 and r["return_last_quarter"] == r["return_by_quarter"][-1]
+
+
+def test_quarter_means_split_the_episodes_by_the_env_step_they_ended_at():
+    from leedl_cli.tasks.policy_gradient import quarter_means
+
+    episodes = [(10, 20.0), (25, 40.0), (26, 100.0), (60, 300.0), (80, 500.0), (100, 499.0)]
+    assert quarter_means(episodes, 100) == [30.0, 100.0, 300.0, 499.5]
+    assert quarter_means([(90, 7.0)], 100) == [None, None, None, 7.0]
 
 
 def test_blank_pixels_explain_zero_eigenvalues(run_leedl):
