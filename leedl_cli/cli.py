@@ -55,8 +55,10 @@ def cmd_list(args: list[str]) -> int:
     root = conf_dir()
     for group in groups:
         print(f"{group}:")
-        for path in sorted((root / group).glob("*.yaml")):
-            print(f"  {path.stem:<24} {describe(path)}")
+        paths = sorted((root / group).glob("*.yaml"))
+        width = max([24, *(len(p.stem) for p in paths)])
+        for path in paths:
+            print(f"  {path.stem:<{width}} {describe(path)}")
     return 0
 
 
