@@ -49,7 +49,7 @@ def quarter_means(episodes: list[tuple[int, float]], total_steps: int) -> list[f
     out: list[float | None] = []
     for q in range(4):
         lo, hi = total_steps * q / 4, total_steps * (q + 1) / 4
-        rets = [r for step, r in episodes if lo < step <= hi or (q == 0 and step == 0)]
+        rets = [r for step, r in episodes if lo < step <= hi]
         out.append(float(np.mean(rets)) if rets else None)
     return out
 
