@@ -148,7 +148,7 @@ class DANN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits (what test time uses)."""
-        return self.label_predictor(self.features(x).flatten(1))
+        return self.label_predictor(self.features_of(x))
 
     def domain_logits(self, features: torch.Tensor, lambd: float) -> torch.Tensor:
         """G_d(R_lambda(f)): one logit per image; the reversed gradient flows into G_f."""

@@ -145,9 +145,7 @@ class PolicyGradient(LeedlTask):
                 batch[k].append(v)
             self.ep_return += r.numpy()
             for i in np.flatnonzero(done.numpy()):
-                self.recent.append(float(self.ep_return[i]))
-                self.finished.append(float(self.ep_return[i]))
-                self.episodes.append((self.env_steps, float(self.ep_return[i])))
+                self._episode_ended(float(self.ep_return[i]))
                 self.ep_return[i] = 0.0
             self.s = s2
         out = {k: torch.stack(v) for k, v in batch.items()}
@@ -171,10 +169,14 @@ class PolicyGradient(LeedlTask):
         out["done"] |= ~out["valid"]          # nothing after an episode's end flows back into its returns
         out["r"] = out["r"] * out["valid"]
         for ret in out["r"].sum(0).tolist():
-            self.recent.append(ret)
-            self.finished.append(ret)
-            self.episodes.append((self.env_steps, ret))
+            self._episode_ended(ret)
         return out
+
+    def _episode_ended(self, ret: float) -> None:
+        """A training episode ended with return `ret`: the recent window, the next log's mean, the per-quarter means."""
+        self.recent.append(ret)
+        self.finished.append(ret)
+        self.episodes.append((self.env_steps, ret))
 
     # ---- step 2: the advantage A_t of every (s_t, a_t) ------------------------------------------
     def advantage(self, b: dict, v: torch.Tensor | None, v_next: torch.Tensor | None):
