@@ -205,6 +205,15 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike, overrides: list[str] | No
     return record.results
 
 
+def warn_slow_cpu_bf16(cfg: DictConfig, torch) -> None:
+    """bf16-mixed on a CPU without bfloat16 instructions (AVX512-BF16 / AMX) is emulated: slower than 32-bit."""
+    precision = str(cfg.trainer.get("precision", ""))
+    if (str(cfg.trainer.get("accelerator", "")) == "cpu" and precision.startswith("bf16")
+            and not torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+        log.warning("trainer.precision=%s on a CPU without bfloat16 instructions is slower than 32-bit; "
+                    "add trainer.precision=32-true", precision)
+
+
 def fit_and_test(cfg: DictConfig, record: RunRecord, stop) -> None:
     """build (data, model, task module, loggers, callbacks, trainer) -> fit -> test, into `record`."""
     import pytorch_lightning as pl
@@ -217,6 +226,7 @@ def fit_and_test(cfg: DictConfig, record: RunRecord, stop) -> None:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     record.results["threads"] = torch.get_num_threads()
+    warn_slow_cpu_bf16(cfg, torch)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
 
     datamodule = hydra.utils.instantiate(cfg.task.data) if cfg.task.get("data") else None

@@ -11,7 +11,9 @@ mode `source_only` / `target_only`: plain classification on source (resp. labell
 
 Metrics: train/acc, train/domain_acc (the domain classifier's accuracy; DANN pushes it towards 0.5),
 train/lambda; val/acc (the labelled training domain's held-out images); test/source_acc (MNIST test),
-test/target_acc (the real MNIST-M test). After testing, a t-SNE picture of the features of `tsne_points`
+test/target_acc (the real MNIST-M test). With `ema_decay` (not in the paper) the test uses an exponential moving
+average of the weights, theta_ema <- d * theta_ema + (1 - d) * theta after every update, and the final weights'
+accuracies are kept as test/source_acc_last and test/target_acc_last. After testing, a t-SNE picture of the features of `tsne_points`
 source and target test images goes to plots/tsne.png (embedding in plots/tsne.npz, which `leedl report`
 draws side by side for source-only vs DANN).
 """
@@ -24,6 +26,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from leedl_cli.errors import LeedlError
 from leedl_cli.tasks.base import LeedlTask
@@ -41,17 +44,38 @@ def dann_lambda(p: float, lambda_max: float = 1.0, gamma: float = 10.0) -> float
 
 class DomainAdversarial(LeedlTask):
     def __init__(self, model, optimizer=None, scheduler=None, mode: Literal["source_only", "dann", "target_only"] = "dann", lambda_max: float = 1.0,
-                 lambda_gamma: float = 10.0, domain_weight: float = 1.0, tsne_points: int = 1000) -> None:
+                 lambda_gamma: float = 10.0, domain_weight: float = 1.0, tsne_points: int = 1000,
+                 ema_decay: float | None = None) -> None:
         super().__init__(model, optimizer, scheduler)
         if mode not in MODES:
             raise LeedlError(f"task.mode={mode!r} is not accepted; accepted: {', '.join(MODES)}")
+        if ema_decay is not None and not 0.0 < float(ema_decay) < 1.0:
+            raise LeedlError(f"task.module.ema_decay={ema_decay!r} is not accepted: a decay d with 0 < d < 1 "
+                             f"(0.999: an average over about the last 1,000 updates), or null for the final weights")
         if not hasattr(model, "domain_logits") and mode == "dann":
             raise LeedlError(f"task.mode=dann needs a model with a domain classifier (model=dann_cnn), "
                              f"not {type(model).__name__}")
         self.mode, self.lambda_max, self.lambda_gamma = mode, lambda_max, lambda_gamma
         self.domain_weight, self.tsne_points = domain_weight, tsne_points
         self.results["mode"] = mode
+        self.ema: AveragedModel | None = None
+        if ema_decay is not None:
+            self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(ema_decay)), use_buffers=True)
+            self.ema.requires_grad_(False)
+            self.results["ema_decay"] = float(ema_decay)
         self._reset_tallies()
+
+    def parameters_to_optimize(self):
+        return [p for p in self.model.parameters() if p.requires_grad]   # not the moving average's copy
+
+    def use_channels_last(self) -> None:
+        super().use_channels_last()
+        if self.ema is not None:
+            self.ema.to(memory_format=torch.channels_last)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
 
     def on_fit_start(self) -> None:
         dm = getattr(self.trainer, "datamodule", None)
@@ -64,7 +88,7 @@ class DomainAdversarial(LeedlTask):
     def _reset_tallies(self) -> None:
         self.sums = {k: 0.0 for k in ("train_correct", "train_n", "train_loss", "domain_correct", "domain_n",
                                       "val_correct", "val_n", "source_correct", "source_n", "target_correct",
-                                      "target_n")}
+                                      "target_n", "source_last_correct", "target_last_correct")}
         self.test_features: dict[str, list] = {d: [] for d in TEST_DOMAINS}
         self.test_labels: dict[str, list] = {d: [] for d in TEST_DOMAINS}
 
@@ -134,13 +158,19 @@ class DomainAdversarial(LeedlTask):
         x, y = batch
         domain = TEST_DOMAINS[dataloader_idx]
         # MNIST-M test images through the target's batch normalisation (domain_batch_norm), which only DANN trains
-        f = self.model.features_of(x, int(domain == "target" and self.mode == "dann"))
-        logits = self.model.label_predictor(f)
+        bn_domain = int(domain == "target" and self.mode == "dann")
+        model = self.model
+        if self.ema is not None:   # the averaged weights are the ones tested; the final weights' accuracy beside
+            last = self.model.label_predictor(self.model.features_of(x, bn_domain))
+            self.sums[f"{domain}_last_correct"] += float((last.argmax(-1) == y).sum())
+            model = self.ema.module
+        f = model.features_of(x, bn_domain)
+        logits = model.label_predictor(f)
         self.sums[f"{domain}_correct"] += float((logits.argmax(-1) == y).sum())
         self.sums[f"{domain}_n"] += len(y)
         have = sum(len(t) for t in self.test_features[domain])
         if have < self.tsne_points:
-            self.test_features[domain].append(f[: self.tsne_points - have].cpu())
+            self.test_features[domain].append(f[: self.tsne_points - have].float().cpu())   # bf16 under autocast
             self.test_labels[domain].append(y[: self.tsne_points - have].cpu())
 
     def on_test_epoch_end(self) -> None:
@@ -149,8 +179,10 @@ class DomainAdversarial(LeedlTask):
             if n:
                 acc = self.sums[f"{domain}_correct"] / n
                 self.log(f"test/{domain}_acc", acc, add_dataloader_idx=False)
+                if self.ema is not None:
+                    self.log(f"test/{domain}_acc_last", self.sums[f"{domain}_last_correct"] / n, add_dataloader_idx=False)
                 self.results[f"test_{domain}_images"] = int(n)
-            self.sums[f"{domain}_correct"] = self.sums[f"{domain}_n"] = 0.0
+            self.sums[f"{domain}_correct"] = self.sums[f"{domain}_n"] = self.sums[f"{domain}_last_correct"] = 0.0
         if self.tsne_points and self.run_dir is not None and all(self.test_features[d] for d in TEST_DOMAINS):
             self.results["tsne"] = self.draw_tsne()
 
