@@ -208,8 +208,9 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike, overrides: list[str] | No
 def warn_slow_cpu_bf16(cfg: DictConfig, torch) -> None:
     """bf16-mixed on a CPU without bfloat16 instructions (AVX512-BF16 / AMX) is emulated: slower than 32-bit."""
     precision = str(cfg.trainer.get("precision", ""))
-    if (str(cfg.trainer.get("accelerator", "")) == "cpu" and precision.startswith("bf16")
-            and not torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+    supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)   # private; absent: do not guess
+    if (str(cfg.trainer.get("accelerator", "")) == "cpu" and precision.startswith("bf16") and supported is not None
+            and not supported()):
         log.warning("trainer.precision=%s on a CPU without bfloat16 instructions is slower than 32-bit; "
                     "add trainer.precision=32-true", precision)
 

@@ -352,3 +352,24 @@ def test_report_draws_source_only_vs_dann_tsne(tmp_path):
     paths = report_tsne(runs, tmp_path)
     assert [p.name for p in paths] == ["tsne_source_only_vs_dann.png"] and paths[0].stat().st_size > 1000
     assert report_tsne([runs[2]], tmp_path) == []    # neither source-only nor DANN runs: no picture
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_warns(caplog):
+    """task=dann defaults to bf16-mixed (fast on CPUs with AMX / AVX512-BF16); elsewhere it is emulated: say so."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from leedl_cli.run import warn_slow_cpu_bf16
+
+    def fake_torch(supported: bool):
+        return SimpleNamespace(ops=SimpleNamespace(mkldnn=SimpleNamespace(_is_mkldnn_bf16_supported=lambda: supported)))
+
+    cfg = OmegaConf.create({"trainer": {"precision": "bf16-mixed", "accelerator": "cpu"}})
+    with caplog.at_level("WARNING", logger="leedl"):
+        warn_slow_cpu_bf16(cfg, fake_torch(True))
+        assert not caplog.records
+        warn_slow_cpu_bf16(OmegaConf.create({"trainer": {"precision": "32-true", "accelerator": "cpu"}}), fake_torch(False))
+        assert not caplog.records
+        warn_slow_cpu_bf16(cfg, fake_torch(False))
+    assert "trainer.precision=32-true" in caplog.text and "without bfloat16" in caplog.text
