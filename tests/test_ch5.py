@@ -125,6 +125,29 @@ def test_own_pretrained_small_bert_is_a_backbone_for_sentiment_and_nli(run_leedl
             assert 0.0 <= res["metrics"]["test/acc"] <= 1.0
 
 
+def test_mlm_pretrain_learns_its_own_wordpiece_vocabulary_and_fine_tuning_uses_it(run_leedl, tmp_path):
+    """task.data.vocab_size=N: BERT's recipe of a vocabulary learned from the pretraining corpus; the exported
+    directory carries it, and a fine-tuning run with that backbone tokenizes with it (not MiniLM's 30,522)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    data = tmp_path / "data"
+    write_sst2(data)
+    write_multi30k(data)
+    mlm = _ok(run_leedl(["task=mlm_pretrain", "debug=smoke", "seed=0", "threads=1", f"data_dir={data}",
+                         "task.data.corpus=sst2+multi30k", "task.data.vocab_size=300"], name="mlm-vocab"))
+    backbone = mlm["hf_model"]
+    tok = AutoTokenizer.from_pretrained(backbone)
+    assert len(tok) <= 300 and AutoConfig.from_pretrained(backbone).vocab_size == len(tok)
+    enc = tok("a good film", "a dog runs")
+    words = tok.convert_ids_to_tokens(enc["input_ids"])
+    assert words[0] == "[CLS]" and words.count("[SEP]") == 2 and words[-1] == "[SEP]"
+    assert enc["token_type_ids"][-1] == 1 and enc["token_type_ids"][0] == 0, "the second sentence is segment B"
+    assert tok.mask_token_id is not None and tok.pad_token_id == 0
+    res = _ok(run_leedl(["task=sentiment", "model=bert_small", f"model.backbone={backbone}", "model.pretrained=true",
+                         "debug=smoke", "seed=0", "threads=1", f"data_dir={data}"], name="sentiment-own-vocab"))
+    assert res["parameters"] < 1_000_000, "the 300-entry vocabulary, not MiniLM's 30,522 x 128 embedding"
+
+
 # ---- QA: re-scorable predictions, cross-lingual path ---------------------------------------------------------
 def test_qa_predictions_rescore_to_the_reported_f1(run_leedl, tmp_path):
     from leedl_cli.analysis.squad_metrics import squad_scores

@@ -1,13 +1,15 @@
 """The masked-LM corpus (`TextDataModule`, task=mlm_pretrain): a consumer of the tokenized-data base.
 
 Any text corpus (SQuAD contexts, SST-2 sentences, a plain text file) cut into blocks of `max_length` tokens
-with the backbone's tokenizer; the masking (15% of tokens chosen; of those 80% [MASK], 10% a random token,
-10% unchanged) happens per batch. The shared pieces (padding, splits, loaders) live in `data/tokenized.py`;
+with the backbone's tokenizer, or (`vocab_size: N`) with a WordPiece vocabulary of N entries learned from the
+corpus's training split, as BERT's own vocabulary was (saved with the model, so fine-tuning uses it too);
+the masking (15% of tokens chosen; of those 80% [MASK], 10% a random token, 10% unchanged) happens per batch. The shared pieces (padding, splits, loaders) live in `data/tokenized.py`;
 this module imports the readers of the families it takes text from (SST-2, SQuAD), never the other way round.
 """
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import os
 import random
@@ -26,7 +28,7 @@ from leedl_cli.data.tokenized import (  # noqa: F401
     TokenizedDataModule,
     split_indices,
 )
-from leedl_cli.data.tokenizers import load_pretrained_tokenizer
+from leedl_cli.data.tokenizers import Vocabulary, load_pretrained_tokenizer
 from leedl_cli.errors import LeedlError
 from leedl_cli.paths import data_path, require_files
 
@@ -113,9 +115,10 @@ class TextDataModule(TokenizedDataModule):
     def __init__(self, backbone: str = "minilm", corpus: str = "sst2", data_dir: str | None = None,
                  max_length: int = 64, batch_size: int = 64, max_lines: int | None = None,
                  mask_probability: float = 0.15, val_fraction: float = 0.05, test_fraction: float = 0.05,
-                 seed: int = 0) -> None:
+                 vocab_size: int | None = None, seed: int = 0) -> None:
         super().__init__()
         self.backbone, self.corpus, self.data_dir = backbone, corpus, data_dir
+        self.vocab_size = int(vocab_size) if vocab_size else None
         self.max_length, self.batch_size, self.max_lines = int(max_length), int(batch_size), max_lines
         self.mask_probability, self.seed = mask_probability, seed
         self.fractions = (1 - val_fraction - test_fraction, val_fraction, test_fraction)
@@ -138,17 +141,25 @@ class TextDataModule(TokenizedDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
             return
-        self.tokenizer = load_pretrained_tokenizer(self.backbone)
         lines = read_corpus(self.corpus, self.data_dir)
         order = list(range(len(lines)))
         random.Random(SPLIT_SEED).shuffle(order)
         if self.max_lines:
             order = order[: int(self.max_lines)]
         tr, va, te = split_indices(len(order), self.fractions)
-        self.splits = {name: self._blocks([lines[order[i]] for i in sorted(part)])
-                       for name, part in (("train", tr), ("val", va), ("test", te))}
-        log.info("masked-LM corpus %s: %s blocks of <= %d tokens", self.corpus,
-                 {k: len(v) for k, v in self.splits.items()}, self.max_length)
+        text = {name: [lines[order[i]] for i in sorted(part)] for name, part in (("train", tr), ("val", va), ("test", te))}
+        if self.vocab_size:
+            # BERT's own recipe: a WordPiece vocabulary learned from the pretraining corpus (its training split)
+            digest = hashlib.sha256("\n".join(text["train"]).encode()).hexdigest()[:16]
+            vocab = Vocabulary.train(text["train"], dataset=f"mlm-{self.corpus.replace('/', '_')[-40:]}",
+                                     kind="wordpiece", vocab_size=self.vocab_size, lowercase=True, source=digest)
+            self.tokenizer = vocab.as_bert_tokenizer()
+        else:
+            self.tokenizer = load_pretrained_tokenizer(self.backbone)
+        self.splits = {name: self._blocks(part) for name, part in text.items()}
+        log.info("masked-LM corpus %s: %s blocks of <= %d tokens, vocabulary %d (%s)", self.corpus,
+                 {k: len(v) for k, v in self.splits.items()}, self.max_length, len(self.tokenizer),
+                 "WordPiece learned from the corpus" if self.vocab_size else f"the tokenizer of {self.backbone}")
 
     def model_kwargs(self) -> dict:
         self.setup()

@@ -171,6 +171,25 @@ class Vocabulary:
         self.tokenizer.save(str(tmp))
         os.replace(tmp, path)
 
+    def as_bert_tokenizer(self):
+        """This vocabulary as a transformers fast tokenizer with BERT's conventions: `[CLS] a [SEP]`, pairs
+        `[CLS] a [SEP] b [SEP]` with token type 1 for the second part, [PAD]/[UNK]/[MASK]. `save_pretrained` then
+        `AutoTokenizer.from_pretrained` give it back, so a BERT pretrained with it (task=mlm_pretrain
+        `task.data.vocab_size=N`) is fine-tuned with its own vocabulary (`model.backbone=<run>/hf_model`)."""
+        import copy
+
+        from tokenizers import processors
+        from transformers import PreTrainedTokenizerFast
+
+        tok = copy.deepcopy(self.tokenizer)
+        cls_id, sep_id = self.cls_token_id, self.sep_token_id
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+        return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                       sep_token="[SEP]", mask_token="[MASK]",
+                                       model_input_names=["input_ids", "token_type_ids", "attention_mask"])
+
     def token_to_id(self, token: str) -> int | None:
         return self.tokenizer.token_to_id(token)
 

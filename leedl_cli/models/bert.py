@@ -46,7 +46,8 @@ class Bert(nn.Module):
 
     def __init__(self, backbone: str = "minilm", pretrained: bool = True,
                  head: Literal["qa", "sequence_classification", "token_classification", "mlm", "causal_lm", "encoder"] = "encoder",
-                 num_labels: int = 2, config_overrides: dict | None = None, dropout: float | None = None) -> None:
+                 num_labels: int = 2, config_overrides: dict | None = None, dropout: float | None = None,
+                 vocab_size: int | None = None) -> None:
         super().__init__()
         head = HEAD_ALIASES.get(head, head)
         if head not in HEADS:
@@ -68,6 +69,10 @@ class Bert(nn.Module):
                 raise LeedlError(f"model.config_overrides {changed} change the architecture of {backbone}: only with "
                                  f"model.pretrained=false (with pretrained=true the backbone's own config is used)")
             overrides = {}
+        if vocab_size and not pretrained:
+            # a random-init model takes the size of the data's vocabulary (task=mlm_pretrain task.data.vocab_size=N
+            # learns its own); a pretrained one keeps the vocabulary it was trained with
+            overrides.setdefault("vocab_size", int(vocab_size))
         if head in LABELLED_HEADS:
             overrides["num_labels"] = int(num_labels)
         if dropout is not None:
