@@ -148,6 +148,32 @@ def test_mlm_pretrain_learns_its_own_wordpiece_vocabulary_and_fine_tuning_uses_i
     assert res["parameters"] < 1_000_000, "the 300-entry vocabulary, not MiniLM's 30,522 x 128 embedding"
 
 
+def test_mean_pooling_reads_the_mean_of_the_real_tokens():
+    """model.pooling=mean: the classifier sees the mean of the last layer's vectors of the real tokens, so padding
+    changes nothing; cls (the default) is BERT's own head. Other heads refuse it."""
+    from leedl_cli.models.bert import Bert
+
+    torch.manual_seed(0)
+    small = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
+    model = Bert(backbone="minilm", pretrained=False, head="sequence_classification", config_overrides=small,
+                 pooling="mean").eval()
+    ids = torch.tensor([[101, 2204, 3185, 102]])
+    padded = torch.tensor([[101, 2204, 3185, 102, 0, 0]])
+    with torch.no_grad():
+        a = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        b = model(input_ids=padded, attention_mask=(padded != 0).long()).logits
+        hidden = model.hf.bert(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+        by_hand = model.hf.classifier(hidden.mean(1))
+    assert torch.allclose(a, b, atol=1e-5) and torch.allclose(a, by_hand, atol=1e-5)
+    model.pooling = "cls"
+    with torch.no_grad():
+        assert not torch.allclose(model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits, a)
+    with pytest.raises(LeedlError, match="sentence classification"):
+        Bert(backbone="minilm", pretrained=False, head="qa", config_overrides=small, pooling="mean")
+    with pytest.raises(LeedlError, match="cls"):
+        Bert(backbone="minilm", pretrained=False, head="sequence_classification", config_overrides=small, pooling="max")
+
+
 # ---- QA: re-scorable predictions, cross-lingual path ---------------------------------------------------------
 def test_qa_predictions_rescore_to_the_reported_f1(run_leedl, tmp_path):
     from leedl_cli.analysis.squad_metrics import squad_scores

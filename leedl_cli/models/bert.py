@@ -8,7 +8,7 @@ random-init model (a small BERT for masked-LM pretraining).
 One wrapper for every Hugging Face backbone, with a head per use, chosen by the *task* config (`task.head`,
 read by `conf/model/bert.yaml` as `head: ${oc.select:task.head,encoder}`), never by the data module:
 `qa` (start/end vectors over every token, Fig 5.15), `sequence_classification` ([CLS] -> linear, section
-5.2.1 case 1; `classification` is the same), `token_classification` (a linear layer on every token, section
+5.2.1 case 1; `classification` is the same; `pooling: mean` reads the mean of the token vectors instead), `token_classification` (a linear layer on every token, section
 5.2.1 case 2: POS tagging), `mlm` (masked-LM), `causal_lm` (next-token prediction, GPT), `encoder` (no head).
 The wrapped `hf` model is a plain transformers model, so `save_pretrained` gives a directory that
 `transformers.pipeline(...)` and `model.backbone=<dir>` both accept.
@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
+import torch
 from torch import nn
 
 from leedl_cli.backbones import ALIASES, resolve_backbone  # noqa: F401  (re-exported)
@@ -47,14 +48,19 @@ class Bert(nn.Module):
     def __init__(self, backbone: str = "minilm", pretrained: bool = True,
                  head: Literal["qa", "sequence_classification", "token_classification", "mlm", "causal_lm", "encoder"] = "encoder",
                  num_labels: int = 2, config_overrides: dict | None = None, dropout: float | None = None,
-                 vocab_size: int | None = None) -> None:
+                 vocab_size: int | None = None, pooling: Literal["cls", "mean"] = "cls") -> None:
         super().__init__()
         head = HEAD_ALIASES.get(head, head)
         if head not in HEADS:
             raise LeedlError(f"model.head={head!r} (set by task.head): one of {', '.join(HEADS)}")
         from transformers import AutoConfig
 
-        self.backbone, self.pretrained, self.head = str(backbone), bool(pretrained), head
+        if pooling not in ("cls", "mean"):
+            raise LeedlError(f"model.pooling={pooling!r}: one of cls (BERT's [CLS] vector), mean (the mean of the token vectors)")
+        if pooling == "mean" and head != "sequence_classification":
+            raise LeedlError(f"model.pooling=mean is for sentence classification (task=sentiment, task=nli), not the "
+                             f"{head} head; use model.pooling=cls")
+        self.backbone, self.pretrained, self.head, self.pooling = str(backbone), bool(pretrained), head, pooling
         where = resolve_backbone(backbone)
         overrides = dict(config_overrides or {})
         if pretrained and overrides:
@@ -95,6 +101,10 @@ class Bert(nn.Module):
         else:
             self.hf = auto.from_config(config)
         self.hf.train()   # from_pretrained leaves the model in eval mode (dropout off); Lightning keeps modes
+        if pooling == "mean" and not (isinstance(getattr(self.hf, "classifier", None), nn.Linear)
+                                      and hasattr(self.hf, self.hf.base_model_prefix)):
+            raise LeedlError(f"model.pooling=mean needs a BERT-style classifier (one linear layer); {backbone} has "
+                             f"{type(getattr(self.hf, 'classifier', None)).__name__}: use model.pooling=cls")
         log.info("BERT %s (%s, %s head): %.1fM parameters", backbone, "pretrained" if pretrained else "random init",
                  head, sum(p.numel() for p in self.parameters()) / 1e6)
 
@@ -103,7 +113,24 @@ class Bert(nn.Module):
         return self.hf.config
 
     def forward(self, **batch):
+        if self.pooling == "mean":
+            return self._mean_pooled(**batch)
         return self.hf(**batch)
+
+    def _mean_pooled(self, input_ids, attention_mask=None, token_type_ids=None, **_):
+        """`pooling: mean`: the classifier reads the mean of the last layer's token vectors (padding left out)
+        instead of BERT's pooler on [CLS]; the encoder, dropout and linear classifier are the model's own, so the
+        saved directory is unchanged (a `pipeline` on it uses [CLS])."""
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        base = getattr(self.hf, self.hf.base_model_prefix)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        hidden = base(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+        keep = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * keep).sum(1) / keep.sum(1).clamp_min(1.0)
+        dropout = getattr(self.hf, "dropout", None)
+        return SequenceClassifierOutput(logits=self.hf.classifier(dropout(pooled) if dropout is not None else pooled))
 
     def export(self, directory: str | os.PathLike, tokenizer=None) -> Path:
         """Save model (+ tokenizer) in Hugging Face format: usable by `pipeline(...)` and as `model.backbone`."""
