@@ -12,14 +12,12 @@ training and validation: use it only for a quick run.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
-import random
 
 import torch
 
-from leedl_cli.data.text import read_corpus
-from leedl_cli.data.tokenized import SPLIT_SEED, TokenizedDataModule, split_indices
+from leedl_cli.data.text import read_corpus, split_corpus
+from leedl_cli.data.tokenized import TokenizedDataModule
 from leedl_cli.data.tokenizers import Vocabulary
 from leedl_cli.errors import LeedlError
 
@@ -76,19 +74,9 @@ class LMTextDataModule(TokenizedDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
             return
-        lines = read_corpus(self.corpus, self.data_dir)
-        order = list(range(len(lines)))
-        random.Random(SPLIT_SEED).shuffle(order)
-        if self.max_lines:
-            order = order[: int(self.max_lines)]
-        if len(order) < 3:
-            raise LeedlError(f"task.data.corpus={self.corpus}: {len(order)} lines, at least 3 needed (train/val/test)")
-        parts = dict(zip(("train", "val", "test"), split_indices(len(order), self.fractions)))
-        text = {name: [lines[order[i]] for i in sorted(idx)] for name, idx in parts.items()}
-        digest = hashlib.sha256("\n".join(text["train"]).encode()).hexdigest()[:16]
-        self.vocab = Vocabulary.train(text["train"], dataset=f"lm-{self.corpus.replace('/', '_')[-40:]}",
-                                      kind=self.vocab_kind, vocab_size=self.vocab_size, lowercase=self.lowercase,
-                                      source=digest)
+        text = split_corpus(read_corpus(self.corpus, self.data_dir), self.corpus, self.max_lines, self.fractions)
+        self.vocab = Vocabulary.train_on_corpus(text["train"], self.corpus, "lm", kind=self.vocab_kind,
+                                                vocab_size=self.vocab_size, lowercase=self.lowercase)
         self.tokenizer = self.vocab
         self.eos_id = self.vocab.token_to_id("[EOS]")
         self.splits = {}

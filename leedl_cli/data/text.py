@@ -3,13 +3,13 @@
 Any text corpus (SQuAD contexts, SST-2 sentences, a plain text file) cut into blocks of `max_length` tokens
 with the backbone's tokenizer, or (`vocab_size: N`) with a WordPiece vocabulary of N entries learned from the
 corpus's training split, as BERT's own vocabulary was (saved with the model, so fine-tuning uses it too);
-the masking (15% of tokens chosen; of those 80% [MASK], 10% a random token, 10% unchanged) happens per batch. The shared pieces (padding, splits, loaders) live in `data/tokenized.py`;
-this module imports the readers of the families it takes text from (SST-2, SQuAD), never the other way round.
+the masking (15% of tokens chosen; of those 80% [MASK], 10% a random token, 10% unchanged) happens per batch.
+The shared pieces (padding, splits, loaders) live in `data/tokenized.py`; this module imports the readers of the
+families it takes text from (SST-2, SQuAD), never the other way round.
 """
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import os
 import random
@@ -109,6 +109,18 @@ def read_corpus(source: str, data_dir: str | None) -> list[str]:
     return lines
 
 
+def split_corpus(lines: list[str], corpus: str, max_lines: int | None, fractions) -> dict[str, list[str]]:
+    """The lines of a corpus shuffled once (fixed seed), cut to `max_lines`, then split into train/val/test."""
+    order = list(range(len(lines)))
+    random.Random(SPLIT_SEED).shuffle(order)
+    if max_lines:
+        order = order[: int(max_lines)]
+    if len(order) < 3:
+        raise LeedlError(f"task.data.corpus={corpus}: {len(order)} lines, at least 3 needed (train/val/test)")
+    parts = dict(zip(("train", "val", "test"), split_indices(len(order), fractions)))
+    return {name: [lines[order[i]] for i in sorted(idx)] for name, idx in parts.items()}
+
+
 class TextDataModule(TokenizedDataModule):
     """Masked-LM pretraining data: lines of a corpus packed into blocks of `max_length` tokens."""
 
@@ -141,18 +153,11 @@ class TextDataModule(TokenizedDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
             return
-        lines = read_corpus(self.corpus, self.data_dir)
-        order = list(range(len(lines)))
-        random.Random(SPLIT_SEED).shuffle(order)
-        if self.max_lines:
-            order = order[: int(self.max_lines)]
-        tr, va, te = split_indices(len(order), self.fractions)
-        text = {name: [lines[order[i]] for i in sorted(part)] for name, part in (("train", tr), ("val", va), ("test", te))}
+        text = split_corpus(read_corpus(self.corpus, self.data_dir), self.corpus, self.max_lines, self.fractions)
         if self.vocab_size:
             # BERT's own recipe: a WordPiece vocabulary learned from the pretraining corpus (its training split)
-            digest = hashlib.sha256("\n".join(text["train"]).encode()).hexdigest()[:16]
-            vocab = Vocabulary.train(text["train"], dataset=f"mlm-{self.corpus.replace('/', '_')[-40:]}",
-                                     kind="wordpiece", vocab_size=self.vocab_size, lowercase=True, source=digest)
+            vocab = Vocabulary.train_on_corpus(text["train"], self.corpus, "mlm", kind="wordpiece",
+                                               vocab_size=self.vocab_size, lowercase=True)
             self.tokenizer = vocab.as_bert_tokenizer()
         else:
             self.tokenizer = load_pretrained_tokenizer(self.backbone)

@@ -145,6 +145,13 @@ class Vocabulary:
         log.info("vocabulary %s (%s, %d entries) trained and cached in %s", dataset, kind, tok.get_vocab_size(), path)
         return cls(tok, kind, pretokenized)
 
+    @classmethod
+    def train_on_corpus(cls, lines: list[str], corpus: str, prefix: str, **options) -> "Vocabulary":
+        """A vocabulary learned from the training lines of a text corpus (`task.data.corpus`), cached under the
+        corpus's name and a digest of the lines: another corpus, or the same one cut differently, gets its own."""
+        digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+        return cls.train(lines, dataset=f"{prefix}-{corpus.replace('/', '_')[-40:]}", source=digest, **options)
+
     def encode(self, text: str | list[str]) -> list[int]:
         """Token ids of a string, or (pretokenized) one id per word for `kind=word`."""
         return self.tokenizer.encode(text, is_pretokenized=self.pretokenized, add_special_tokens=False).ids
