@@ -126,7 +126,8 @@ class Bert(nn.Module):
         base = getattr(self.hf, self.hf.base_model_prefix)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        hidden = base(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}   # encoders without token types
+        hidden = base(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
         keep = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * keep).sum(1) / keep.sum(1).clamp_min(1.0)
         dropout = getattr(self.hf, "dropout", None)
