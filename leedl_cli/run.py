@@ -50,13 +50,6 @@ def accepted_kwargs(target: str, kwargs: dict) -> dict:
     return {k: v for k, v in kwargs.items() if k in params}
 
 
-def apply_debug(cfg: DictConfig) -> None:
-    """debug=smoke: apply the task's own shrinkage (`task.smoke`: {dotted.key: value}) on top of debug/smoke."""
-    if cfg.get("debug_mode") == "smoke":
-        for key, value in (cfg.task.get("smoke") or {}).items():
-            OmegaConf.update(cfg, key, value, force_add=True)
-
-
 def build_model(cfg: DictConfig, shapes: dict):
     model_cfg = _without(cfg.model, "name")
     return hydra.utils.instantiate(model_cfg, **accepted_kwargs(model_cfg._target_, shapes))
@@ -198,8 +191,6 @@ def train(cfg: DictConfig, run_dir: str | os.PathLike, overrides: list[str] | No
     from leedl_cli.signals import GracefulStop
 
     with GracefulStop() as stop, RunRecord(cfg, run_dir, overrides, choices, sweep) as record:
-        with open_dict(cfg):
-            apply_debug(cfg)
         validate(cfg)
         fit_and_test(cfg, record, stop)
     return record.results

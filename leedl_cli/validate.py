@@ -45,7 +45,6 @@ TASK_KEYS = {
     "monitor_mode": "min or max",
     "data": "the data module",
     "module": "the task's LightningModule",
-    "smoke": "the task's shrinkage under debug=smoke",
     "fit": "false: no training (analysis-only tasks)",
     "test": "false: no test pass",
 }

@@ -12,7 +12,8 @@ def test_task_composes_with_each_model(compose_cfg, task, model):
     cfg = compose_cfg([f"task={task}", f"model={model}"])
     assert cfg.task.name == task and cfg.model.name == model
     assert cfg.task.data.backbone == cfg.model.backbone          # the tokenizer is the backbone's own
-    assert cfg.task.smoke
+    smoke = compose_cfg([f"task={task}", f"model={model}", "debug=smoke"])
+    assert smoke.task.data.max_length < cfg.task.data.max_length        # conf/debug_task/smoke/<task>.yaml applies
 
 
 def test_default_backbone_is_the_offline_minilm(compose_cfg):
