@@ -5,7 +5,6 @@ is the Hydra entry point behind `leedl run`.
 """
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import sys
@@ -18,6 +17,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from leedl_cli import resolvers  # noqa: F401  (registers ${leedl_uid:})
+from leedl_cli.errors import LeedlError
 from leedl_cli.paths import conf_dir
 from leedl_cli.record import RunRecord, launch_rank
 from leedl_cli.results import RESULTS_FILE, read_results, write_json_atomic
@@ -38,30 +38,34 @@ def _without(cfg: DictConfig, *keys: str) -> DictConfig:
     return out
 
 
-def accepted_kwargs(target: str, kwargs: dict) -> dict:
-    """The subset of `kwargs` that the callable named by `target` accepts (all of them if it takes **kwargs)."""
-    fn = hydra.utils.get_object(target)
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return kwargs
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return kwargs
-    return {k: v for k, v in kwargs.items() if k in params}
+def data_spec(datamodule):
+    """What the data module provides (a dataclass, leedl_cli.contract), or None without a data module."""
+    if datamodule is None:
+        return None
+    return datamodule.provides()
 
 
-def build_model(cfg: DictConfig, shapes: dict):
+def build_model(cfg: DictConfig, spec):
+    """The model of `cfg.model`, given exactly the `Provided` values it declares, from the data's spec."""
+    from leedl_cli.contract import wire
+
     model_cfg = _without(cfg.model, "name")
-    return hydra.utils.instantiate(model_cfg, **accepted_kwargs(model_cfg._target_, shapes))
+    model_target = hydra.utils.get_object(model_cfg._target_)
+    task_target = hydra.utils.get_object(cfg.task.module._target_)
+    model_kwargs, _ = wire(spec, model_target, task_target)
+    return hydra.utils.instantiate(model_cfg, **model_kwargs)
 
 
-def build_module(cfg: DictConfig, model, shapes: dict):
+def build_module(cfg: DictConfig, model, spec, run_dir: Path):
+    """The task's LightningModule: its config, the model, the partial optimizer, the scheduler config, the run
+    directory, and the `Provided` values it declares."""
+    from leedl_cli.contract import wire
+
     module_cfg = OmegaConf.create(OmegaConf.to_container(cfg.task.module, resolve=True))
     optimizer = hydra.utils.instantiate(cfg.optimizer) if cfg.get("optimizer") else None
-    extra = {"model": model, "optimizer": optimizer, "scheduler": cfg.get("scheduler")}
-    # a task may also ask for data shapes (num_classes, vocab_size, ...) by naming them in its __init__
-    extra.update({k: v for k, v in accepted_kwargs(module_cfg._target_, shapes).items() if k not in module_cfg})
-    return hydra.utils.instantiate(module_cfg, _recursive_=False, **extra)
+    _, task_kwargs = wire(spec, type(model), hydra.utils.get_object(module_cfg._target_))
+    return hydra.utils.instantiate(module_cfg, _recursive_=False, model=model, optimizer=optimizer,
+                                   scheduler=cfg.get("scheduler"), run_dir=run_dir, **task_kwargs)
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path, wandb_id: str | None = None, overrides: list[str] | None = None,
@@ -206,6 +210,42 @@ def warn_slow_cpu_bf16(cfg: DictConfig, torch) -> None:
                     "add trainer.precision=32-true", precision)
 
 
+def torch_threads(cfg: DictConfig, torch) -> None:
+    """The one thread setting: `threads` (null: torch's default), at most the machine's cores."""
+    if cfg.get("threads"):
+        cores = os.cpu_count() or 1
+        threads = int(cfg.threads)
+        if threads > cores:
+            log.warning("threads=%d is more than this machine's %d cores: using %d", threads, cores, cores)
+            threads = cores
+        torch.set_num_threads(threads)
+
+
+def weights_to_test(cfg: DictConfig, callbacks: list) -> str:
+    """`task.test_weights` (best | last | ema); unset: best when the task's monitor is a validation metric and
+    its best epoch is kept, else last."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    chosen = cfg.task.get("test_weights")
+    keeps_best = any(isinstance(c, ModelCheckpoint) and c.monitor for c in callbacks)
+    if chosen is None:
+        monitor = str(cfg.task.get("monitor") or "")
+        return "best" if keeps_best and monitor.startswith("val/") else "last"
+    if chosen == "best" and not keeps_best:
+        raise LeedlError("task.test_weights=best: no checkpoint keeps the best epoch (callbacks=none?); "
+                         "use task.test_weights=last or callbacks=default")
+    return str(chosen)
+
+
+def best_checkpoint(callbacks: list) -> str | None:
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    for c in callbacks:
+        if isinstance(c, ModelCheckpoint) and c.monitor and c.best_model_path:
+            return c.best_model_path
+    return None
+
+
 def fit_and_test(cfg: DictConfig, record: RunRecord, stop) -> None:
     """build (data, model, task module, loggers, callbacks, trainer) -> fit -> test, into `record`."""
     import pytorch_lightning as pl
@@ -215,17 +255,14 @@ def fit_and_test(cfg: DictConfig, record: RunRecord, stop) -> None:
     from leedl_cli.signals import StopOnSignal
 
     skip_nvml_check_without_gpus()
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
-    record.results["threads"] = torch.get_num_threads()
+    torch_threads(cfg, torch)
     warn_slow_cpu_bf16(cfg, torch)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
 
     datamodule = hydra.utils.instantiate(cfg.task.data) if cfg.task.get("data") else None
-    shapes = datamodule.model_kwargs() if datamodule is not None and hasattr(datamodule, "model_kwargs") else {}
-    model = build_model(cfg, shapes)
-    module = record.module = build_module(cfg, model, shapes)
-    module.run_dir = record.run_dir
+    spec = data_spec(datamodule)
+    model = build_model(cfg, spec)
+    module = record.module = build_module(cfg, model, spec, record.run_dir)
     if cfg.get("channels_last"):
         module.use_channels_last()
     record.results["parameters"] = sum(p.numel() for p in model.parameters())
@@ -233,22 +270,36 @@ def fit_and_test(cfg: DictConfig, record: RunRecord, stop) -> None:
     record.timing = TimingCallback()
     record.loggers = build_loggers(cfg, record.run_dir, record.wandb_id, record.overrides, record.sweep)
     callbacks = build_callbacks(cfg, record.run_dir) + [record.timing, StopOnSignal(stop, record.run_dir / "checkpoints")]
+    tested = weights_to_test(cfg, callbacks)
+    if tested == "ema":
+        from leedl_cli.ema import EMAWeights
+
+        callbacks.append(EMAWeights(decay=float(cfg.task.get("ema_decay", 0.999))))
     stop.raise_if_received()
     metrics = record.results["metrics"] = {}
     with ddp_children(cfg, record.run_dir):
         trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=record.loggers,
                                           default_root_dir=str(record.run_dir), **checkpointing(cfg, callbacks))
         record.writer = trainer.global_rank == 0
-        if cfg.task.get("fit", True):
+        fitted = cfg.task.get("fit", True)
+        if fitted:
             t0 = time.perf_counter()
             trainer.fit(module, datamodule=datamodule, ckpt_path=record.checkpoint or cfg.get("ckpt_path"),
                         weights_only=False if record.checkpoint else None)
             record.fit_s = time.perf_counter() - t0
             metrics.update(_float_metrics(trainer.callback_metrics))
         stop.raise_if_received(trainer.global_step)
+        record.results["threads"] = torch.get_num_threads()
         if cfg.task.get("test", True) and not module.diverged:
+            ckpt = best_checkpoint(callbacks) if fitted and tested == "best" else None
+            if fitted and tested == "best" and ckpt is None:
+                log.warning("task.test_weights=best: no best checkpoint was written; testing the last weights")
+                tested = "last"
+            record.results["tested_weights"] = tested if fitted else "loaded"
+            record.results["tested_checkpoint"] = ckpt
             t0 = time.perf_counter()
-            for out in trainer.test(module, datamodule=datamodule, verbose=False):
+            for out in trainer.test(module, datamodule=datamodule, verbose=False, ckpt_path=ckpt,
+                                    weights_only=False if ckpt else None):
                 metrics.update(_float_metrics(out))
             record.test_s = time.perf_counter() - t0
 

@@ -74,6 +74,7 @@ class LeedlTask(pl.LightningModule):
         model: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: DictConfig | dict | None = None,
+        run_dir: Path | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -81,7 +82,7 @@ class LeedlTask(pl.LightningModule):
         self.scheduler_cfg = scheduler
         self.results: dict[str, Any] = {}   # extra entries for results.json
         self.diverged = False               # set when the loss became NaN/inf
-        self.run_dir: Path | None = None    # set by run.py before fit; tasks write plots/ and files here
+        self.run_dir = Path(run_dir) if run_dir is not None else None   # plots/ and files the task writes
 
     # ---- optimisation ------------------------------------------------------------------------
     def parameters_to_optimize(self):
@@ -150,7 +151,8 @@ class LeedlTask(pl.LightningModule):
 
     # ---- files -------------------------------------------------------------------------------
     def plots_dir(self) -> Path:
-        assert self.run_dir is not None, "run_dir is set by run.py"
+        if self.run_dir is None:
+            raise ValueError(f"{type(self).__name__} writes plots: construct it with run_dir=...")
         path = self.run_dir / "plots"
         path.mkdir(parents=True, exist_ok=True)
         return path
