@@ -1,7 +1,9 @@
 """Image classification sets held as tensors in memory: digits (scikit-learn), MNIST and Fashion-MNIST (IDX
 files), CIFAR-10 (the python pickle batches).
 
-Each data module reports the shapes a model needs through `model_kwargs()`. Options shared by all of them:
+Each data module says what it provides through `provides()`: an `ImageSpec` (the class count, channels and image
+size a model is built for, and the interfaces an image task may read: the training images, the transformed test
+sets, the test set for pictures). Options shared by all of them:
 
 - `train_size` / `train_fraction`: a fixed random, nested subset of the training images (data-size experiments);
 - `augment`: data augmentation applied on the fly to each training batch (see `leedl_cli.data.augment`); runs
@@ -16,12 +18,15 @@ import gzip
 import logging
 import pickle
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Callable
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from leedl_cli.contract import AtLeastOne, NonNegative, OpenProbability, offered
 from leedl_cli.data.augment import AugmentedLoader, parse_augment, transform_images
 from leedl_cli.data.memory import InMemoryLoader
 from leedl_cli.errors import DataNotFoundError, LeedlError
@@ -32,6 +37,21 @@ log = logging.getLogger(__name__)
 SPLIT_SEED = 0  # fixed: the split never depends on the run's seed
 
 
+@dataclass(frozen=True)
+class ImageSpec:
+    """What an image data module provides: square images of `in_channels` x `image_size` x `image_size` in
+    `num_classes` classes, and (offered: a task may leave them unused) the interfaces of an image task."""
+
+    num_classes: int
+    in_channels: int
+    image_size: int
+    train_images: Callable[[], torch.Tensor] = offered()      # the training images [N, C, H, W]
+    test_images: Callable[[], tuple] = offered()              # (images, labels) of the test set
+    transformed_test_sets: Callable[[], dict] = offered()     # {name: (images, labels)}: rotated / scaled test sets
+    eval_batch_size: int = offered()                          # images per batch when evaluating
+    background: float = offered()                             # an empty pixel's value after normalisation
+
+
 class InMemoryImageDataModule(pl.LightningDataModule):
     """Base: subclasses fill self.{train,val,test} = (images float [N,C,H,W], labels long [N])."""
 
@@ -39,8 +59,9 @@ class InMemoryImageDataModule(pl.LightningDataModule):
     allows_flip = False            # horizontal flip keeps the label (CIFAR-10 yes; digits, clothes' text: no)
     background = 0.0               # the value of an empty pixel after normalisation (what transforms fill in)
 
-    def __init__(self, batch_size: int = 64, eval_batch_size: int = 1000, seed: int = 0,
-                 train_fraction: float = 1.0, train_size: int | None = None, augment: str | None = None,
+    def __init__(self, batch_size: Annotated[int, AtLeastOne] = 64, eval_batch_size: Annotated[int, AtLeastOne] = 1000,
+                 seed: int = 0, train_fraction: Annotated[float, OpenProbability] = 1.0,
+                 train_size: Annotated[int, AtLeastOne] | None = None, augment: str | list[str] | None = None,
                  test_rotations: list[float] | None = None, test_scales: list[float] | None = None) -> None:
         super().__init__()
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
@@ -48,10 +69,20 @@ class InMemoryImageDataModule(pl.LightningDataModule):
         self.augment = parse_augment(augment, allows_flip=self.allows_flip)
         self.test_rotations = [float(a) for a in (test_rotations or [])]
         self.test_scales = [float(s) for s in (test_scales or [])]
-        for s in self.test_scales:
-            if s <= 0:
-                raise LeedlError(f"task.data.test_scales={self.test_scales}: each scale must be > 0 (1.0 = unchanged)")
         self.train = self.val = self.test = None
+
+    @classmethod
+    def config_problems(cls, options: dict) -> list[str]:
+        """The augmentation spec parses for this data set; every test scale is > 0."""
+        problems = []
+        try:
+            parse_augment(options.get("augment"), allows_flip=cls.allows_flip)
+        except LeedlError as err:
+            problems.append(str(err).removeprefix("task.data."))
+        scales = options.get("test_scales") or []
+        if any(not isinstance(s, (int, float)) or s <= 0 for s in scales):
+            problems.append(f"test_scales={list(scales)}: expected scales > 0 (1.0 = unchanged)")
+        return problems
 
     def load(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -66,16 +97,26 @@ class InMemoryImageDataModule(pl.LightningDataModule):
                 idx = torch.randperm(len(self.train[0]), generator=torch.Generator().manual_seed(SPLIT_SEED))[:n]
                 self.train = tuple(t[idx] for t in self.train)
 
-    def model_kwargs(self) -> dict:
+    def provides(self) -> ImageSpec:
         self.setup()
         _, c, h, w = self.train[0].shape
-        return {"in_channels": c, "image_size": h, "input_dim": c * h * w, "num_classes": self.num_classes}
+        if h != w:
+            raise LeedlError(f"{type(self).__name__}: images of {h}x{w} pixels; the models take square images")
+        return ImageSpec(num_classes=self.num_classes, in_channels=c, image_size=h,
+                         train_images=self.train_images, test_images=self.test_images,
+                         transformed_test_sets=self.transformed_test_sets, eval_batch_size=self.eval_batch_size,
+                         background=float(self.background))
+
+    # the sets are loaded by then: provides() hands these out after setup()
+    def train_images(self) -> torch.Tensor:
+        return self.train[0]
+
+    def test_images(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.test
 
     def _dist(self) -> dict:
         trainer = getattr(self, "trainer", None)
-        if trainer is None:
-            return {}
-        return {"rank": trainer.global_rank, "world_size": trainer.world_size}
+        return {} if trainer is None else {"rank": trainer.global_rank, "world_size": trainer.world_size}
 
     def train_dataloader(self):
         if self.augment:
@@ -131,8 +172,9 @@ def _split(x: torch.Tensor, y: torch.Tensor, fractions: tuple[float, float]):
 class DigitsDataModule(InMemoryImageDataModule):
     """scikit-learn's bundled 8x8 digits (1,797 images, 10 classes): 70% train / 10% val / 20% test, fixed.
 
-    `drop_blank_pixels=true`: only the pixels that are not the same in every training image, as a [1, 1, K] "image"
-    (a network that sees no blank pixels, for the minimum-ratio experiment); `blank_pixels` lists the dropped ones.
+    `drop_blank_pixels=true`: only the pixels that are not the same in every training image, as a [K, 1, 1] "image"
+    (K channels of one pixel: a network that sees no blank pixels, for the minimum-ratio experiment);
+    `blank_pixels` lists the dropped ones.
     """
 
     def __init__(self, drop_blank_pixels: bool = False, **kwargs) -> None:
@@ -155,7 +197,7 @@ class DigitsDataModule(InMemoryImageDataModule):
             blank = (flat == flat[:1]).all(0)
             self.blank_pixels = blank.nonzero().flatten().tolist()
             keep = (~blank).nonzero().flatten()
-            self.train, self.val, self.test = ((xs.flatten(1)[:, keep].reshape(len(xs), 1, 1, -1), ys)
+            self.train, self.val, self.test = ((xs.flatten(1)[:, keep].reshape(len(xs), -1, 1, 1), ys)
                                                for xs, ys in (self.train, self.val, self.test))
 
 
@@ -211,7 +253,8 @@ class IDXDataModule(InMemoryImageDataModule):
     how_to_get = ("download the four IDX .gz files from the MNIST page (torchvision.datasets.MNIST does this "
                   "with download=True on a machine with internet)")
 
-    def __init__(self, root: str | None = None, val_size: int = 5000, download: bool = True, **kwargs) -> None:
+    def __init__(self, root: str | None = None, val_size: Annotated[int, NonNegative] = 5000, download: bool = True,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.folder = data_path(root, self.folder_name)
         self.val_size, self.download = int(val_size), download
@@ -316,7 +359,8 @@ class CIFAR10DataModule(InMemoryImageDataModule):
 
     allows_flip = True
 
-    def __init__(self, root: str | None = None, val_size: int = 5000, download: bool = True, **kwargs) -> None:
+    def __init__(self, root: str | None = None, val_size: Annotated[int, NonNegative] = 5000, download: bool = True,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.folder = data_path(root, "cifar10")
         self.val_size, self.download = int(val_size), download
