@@ -2,33 +2,41 @@
 
 The schema is the code itself: each config node with a `_target_` is checked against the signature of the
 class or function it names (an unknown key is refused with the keys it accepts; a value must fit the
-parameter's type annotation: `int`, `float`, `bool`, `str`, `Literal[...]`, lists, `X | None`, ...), and
-ranges come from the rules below, by key name (a learning rate > 0, a batch size >= 1, a probability in
-[0, 1], ...). Keys of the task node that are not passed to a constructor are the ones in `TASK_KEYS` or
-keys some node of the config reads by interpolation (`${task.head}`). The top-level keys have their own
-rules, and the hardware a trainer asks for must be there. A task's new options need no schema of their
-own: annotate the constructor's parameters (tests/test_validate.py walks every shipped option).
+parameter's annotation: `int`, `float`, `bool`, `str`, `Literal[...]`, lists, `X | None`, ...). Ranges are
+attached to the parameters (`Annotated[float, Range(0, 1)]`, leedl_cli.contract); for the classes leedl does not
+own (torch optimizers, Lightning's Trainer and callbacks) `EXTERNAL_RANGES` gives them by class and parameter. A
+class whose options constrain each other declares `config_problems(options)`, called here. The data -> model ->
+task contract (leedl_cli.contract) is checked from the classes alone. Task-level keys are the ones in
+`TASK_KEYS` and those some value of this config reads by interpolation (`${task.head}`).
 
-A bad value stops `leedl run` with one message per bad key, naming the key, the value and what is
-accepted; exit status 2; nothing is created.
+A bad value stops `leedl run` with one message per bad key, naming the key, the value and what is accepted;
+exit status 2; nothing is created.
 """
 from __future__ import annotations
 
-import functools
 import inspect
 import math
 import os
 import re
 import tempfile
-import types
-import typing
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from leedl_cli.contract import (
+    RUNNER_KEYS,
+    AtLeastOne,
+    NonNegative,
+    Positive,
+    Probability,
+    Range,
+    contract_problems,
+    is_provided,
+    ranges_of,
+)
 from leedl_cli.errors import IncompatibleModelError, LeedlError
+from leedl_cli.schema import _describe, _strip, conforms, parameters  # noqa: F401  (conforms: used by tests)
 
 
 class ConfigError(LeedlError):
@@ -47,146 +55,47 @@ TASK_KEYS = {
     "module": "the task's LightningModule",
     "fit": "false: no training (analysis-only tasks)",
     "test": "false: no test pass",
+    "test_weights": "the weights the test uses: best (by the monitor) | last | ema (null: best when the monitor is "
+                    "a validation metric, else last)",
+    "ema_decay": "with test_weights=ema: the decay of the moving average of the weights",
 }
 TOP_LEVEL = {"task", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "hydra", "seed", "data_dir",
              "output_root", "name", "tags", "report", "threads", "debug_mode", "resume", "skip_done", "wandb_id",
              "ckpt_path", "experiment", "debug", "channels_last"}
 
 
-# ---- range rules, by key name ---------------------------------------------------------------------------------
+# ---- ranges of the parameters of classes leedl does not own, by class and parameter --------------------------
+EPOCHS = Range(1, also=(-1,))           # Lightning: -1 = no limit
+EXTERNAL_RANGES: dict[str, dict[str, Range]] = {
+    "torch.optim.optimizer.Optimizer": {"lr": Positive, "eps": Positive, "weight_decay": NonNegative,
+                                        "momentum": Probability, "dampening": Probability, "alpha": Probability,
+                                        "lr_decay": NonNegative, "initial_accumulator_value": NonNegative},
+    "pytorch_lightning.trainer.trainer.Trainer": {
+        "max_epochs": EPOCHS, "max_steps": EPOCHS, "min_epochs": NonNegative, "num_nodes": AtLeastOne,
+        "log_every_n_steps": AtLeastOne, "accumulate_grad_batches": AtLeastOne,
+        "check_val_every_n_epoch": AtLeastOne, "gradient_clip_val": NonNegative,
+        "num_sanity_val_steps": Range(-1)},
+    "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint": {"save_top_k": Range(-1)},
+}
+LIMIT_BATCHES = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
+                 "val_check_interval")
+# values a plain `str` parameter of a class leedl does not own cannot take anything but
+CHOICES = {
+    "trainer.accelerator": ("cpu", "gpu", "cuda", "mps", "tpu", "hpu", "auto"),
+    "task.monitor_mode": ("min", "max"),
+    "task.test_weights": ("best", "last", "ema"),
+}
+
+
 def _num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _positive(v):
-    return not _num(v) or v > 0
-
-
-def _at_least_one(v):
-    return not _num(v) or v >= 1
-
-
-def _non_negative(v):
-    return not _num(v) or v >= 0
-
-
-def _probability(v):
-    return not _num(v) or 0 <= v <= 1
-
-
-def _epochs(v):   # Lightning: -1 = no limit
-    return not _num(v) or v >= 1 or v == -1
-
-
-def _limit_batches(v):   # an int count, or a float fraction of the batches
-    return not _num(v) or (v >= 0 if isinstance(v, int) else 0 <= v <= 1)
-
-
-def _devices(v):
-    return not _num(v) or v >= 1 or v == -1
-
-
-RULES: list[tuple[Callable[[str], bool], Callable[[Any], bool], str]] = [
-    (lambda k: k in ("lr", "learning_rate", "max_lr", "eps"), _positive, "a number > 0"),
-    (lambda k: k in ("batch_size", "eval_batch_size", "num_nodes", "log_every_n_steps", "accumulate_grad_batches",
-                     "check_val_every_n_epoch", "train_size", "max_length", "threads", "num_heads", "heads",
-                     "max_train_examples", "max_test_examples", "max_lines", "draws", "block_size"), _at_least_one,
-     "an integer >= 1"),
-    (lambda k: k in ("max_epochs", "max_steps"), _epochs, "an integer >= 1 (or -1: no limit)"),
-    (lambda k: k == "devices", _devices, "an integer >= 1, -1 (all), 'auto' or a list of device ids"),
-    (lambda k: k.startswith("limit_") and k.endswith("_batches"), _limit_batches,
-     "a number of batches (integer >= 0) or a fraction of them (0.0 to 1.0)"),
-    (lambda k: k in ("weight_decay", "num_workers", "gradient_clip_val", "val_size", "warmup_steps", "k"),
-     _non_negative, "a number >= 0"),
-    (lambda k: k in ("dropout", "probability", "label_smoothing", "momentum", "dampening", "p")
-     or k.endswith(("_probability", "_fraction", "_dropout")), _probability, "a number from 0 to 1"),
-]
-# values a plain `str` parameter cannot take anything but
-CHOICES = {
-    "trainer.accelerator": ("cpu", "gpu", "cuda", "mps", "tpu", "hpu", "auto"),
-    "task.monitor_mode": ("min", "max"),
-}
-
-
-def _describe(hint: Any) -> str:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        parts = [_describe(a) for a in args if a is not type(None)]
-        return " or ".join(dict.fromkeys(parts)) + (" (or null)" if type(None) in args else "")
-    if origin is typing.Literal:
-        return "one of " + ", ".join(str(a) for a in args)
-    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list",
-             tuple: "a list", dict: "a mapping"}
-    if hint in names:
-        return names[hint]
-    if origin in (list, tuple, Sequence):
-        return "a list"
-    if origin in (dict, Mapping):
-        return "a mapping"
-    return getattr(hint, "__name__", str(hint))
-
-
-def _yaml_typed(hint: Any) -> bool:
-    """Whether a value written in YAML can be of this type (not a tensor, module, callable, ...)."""
-    origin = typing.get_origin(hint)
-    return hint in (int, float, bool, str, list, tuple, dict, type(None), Path, os.PathLike) or origin in (
-        typing.Literal, list, tuple, dict, Sequence, Mapping, typing.Union, types.UnionType)
-
-
-def conforms(value: Any, hint: Any) -> bool:
-    """Whether a config value can be given for a parameter annotated `hint` (unknown kinds: yes)."""
-    if hint in (inspect.Parameter.empty, Any, object):
-        return True
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):   # `float | Tensor`: a YAML value can only be the float
-        typed = [a for a in args if _yaml_typed(a)]
-        return any(conforms(value, a) for a in typed) if typed else True
-    if hint is type(None):
-        return value is None
-    if origin is typing.Literal:
-        return any(value == a and type(value) is type(a) for a in args) or value in args
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return _num(value)
-    if hint is str:
-        return isinstance(value, str)
-    if hint in (list, tuple) or origin in (list, tuple, Sequence):
-        return isinstance(value, (list, tuple, ListConfig))
-    if hint is dict or origin in (dict, Mapping):
-        return isinstance(value, (dict, DictConfig))
-    if hint in (Path, os.PathLike):
-        return isinstance(value, (str, Path))
-    return True   # classes, callables, modules: built by leedl or Lightning, not typed in YAML
-
-
-def parameters(target: Callable) -> tuple[dict[str, inspect.Parameter], dict[str, Any], bool]:
-    """(parameters, type hints, takes any keyword) of a constructor or function, following **kwargs to the bases."""
-    params: dict[str, inspect.Parameter] = {}
-    hints: dict[str, Any] = {}
-    fns = [c.__init__ for c in inspect.getmro(target) if "__init__" in vars(c)] if inspect.isclass(target) else [target]
-    for fn in fns:
-        try:
-            sig = inspect.signature(fn)
-        except (TypeError, ValueError):
-            return params, hints, True
-        try:
-            fn_hints = typing.get_type_hints(fn)
-        except Exception:   # an annotation that does not evaluate here: check the others
-            fn_hints = {}
-        for name, p in sig.parameters.items():
-            if name in ("self", "cls") or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-                continue
-            params.setdefault(name, p)
-            if name in fn_hints:
-                hints.setdefault(name, fn_hints[name])
-        if not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-            return params, hints, False
-        if not inspect.isclass(target) or fn is object.__init__:
-            return params, hints, True
-    return params, hints, True
+def external_ranges(target: Callable) -> dict[str, Range]:
+    out: dict[str, Range] = {}
+    for c in inspect.getmro(target) if inspect.isclass(target) else ():
+        out = {**EXTERNAL_RANGES.get(f"{c.__module__}.{c.__qualname__}", {}), **out}
+    return out
 
 
 def _import(target: str) -> Callable:
@@ -199,20 +108,27 @@ def _import(target: str) -> Callable:
 
 
 def check_node(path: str, node: dict, errors: list[str], leedl_keys: set[str] = frozenset(),
-               sources: dict[str, str] | None = None) -> None:
+               sources: dict[str, str] | None = None, runner_keys: tuple[str, ...] = ()) -> None:
     """Check one `_target_` node (its values already resolved) against the signature it names.
 
-    `sources`: {key path: the key it is interpolated from}; a bad value is reported once, where it is set."""
+    `sources`: {key path: the key it is interpolated from}; a bad value is reported once, where it is set.
+    `runner_keys`: parameters run.py passes itself (a task module's model, optimizer, ...)."""
     target = _import(node["_target_"])
     params, hints, open_ended = parameters(target)
+    outside = external_ranges(target)
+    bad_before = len(errors)
     for key, value in node.items():
         if key.startswith("_") or key in leedl_keys:
             continue
         full = f"{path}.{key}"
         if key not in params:
             if not open_ended:
-                accepted = ", ".join(sorted(k for k in params if not k.startswith("_")))
+                accepted = ", ".join(sorted(k for k in params if not k.startswith("_") and k not in runner_keys
+                                            and not is_provided(hints.get(k))))
                 errors.append(f"{full}: {node['_target_']} has no option {key!r}; its options: {accepted}")
+            continue
+        if key in runner_keys:
+            errors.append(f"{full}: set by leedl itself, not in the config")
             continue
         source = (sources or {}).get(full)
         if source and any(e.startswith(f"{source}=") for e in errors):
@@ -224,13 +140,18 @@ def check_node(path: str, node: dict, errors: list[str], leedl_keys: set[str] = 
         if isinstance(value, dict) and "_target_" in value:
             check_node(full, value, errors, sources=sources)
             continue
-        if not conforms(value, hint):
-            errors.append(f"{full}={_show(value)}: expected {_describe(hint)}")
+        if not conforms(value, _strip(hint)):
+            errors.append(f"{full}={_show(value)}: expected {_describe(_strip(hint))}")
             continue
-        check_value(full, value, errors)
+        check_value(full, value, errors, ranges_of(hint) + ([outside[key]] if key in outside else []))
+    owner_rules = getattr(target, "config_problems", None)
+    if owner_rules is not None and len(errors) == bad_before:
+        options = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+        options.update({k: v for k, v in node.items() if not k.startswith("_")})
+        errors.extend(f"{path}.{line}" for line in owner_rules(options))
 
 
-def check_value(full: str, value: Any, errors: list[str]) -> None:
+def check_value(full: str, value: Any, errors: list[str], ranges: list[Range] = ()) -> None:
     leaf = full.rsplit(".", 1)[-1]
     if full in CHOICES and value not in CHOICES[full]:
         errors.append(f"{full}={_show(value)}: expected one of {', '.join(CHOICES[full])}")
@@ -238,9 +159,13 @@ def check_value(full: str, value: Any, errors: list[str]) -> None:
     if _num(value) and isinstance(value, float) and not math.isfinite(value):
         errors.append(f"{full}={_show(value)}: expected a finite number")
         return
-    for applies, ok, accepted in RULES:
-        if applies(leaf) and not ok(value):
-            errors.append(f"{full}={_show(value)}: expected {accepted}")
+    if leaf in LIMIT_BATCHES and _num(value) and not (value >= 0 if isinstance(value, int) else 0 <= value <= 1):
+        errors.append(f"{full}={_show(value)}: expected a number of batches (integer >= 0) or a fraction of them "
+                      f"(0.0 to 1.0)")
+        return
+    for r in ranges:
+        if not r.holds(value):
+            errors.append(f"{full}={_show(value)}: expected {r.describe()}")
             return
 
 
@@ -261,26 +186,44 @@ def _walk_targets(node: Any, path: str):
 TASK_REFERENCE = re.compile(r"(?:\$\{|oc\.select:)task\.(\w+)")
 
 
-@functools.lru_cache(maxsize=1)
-def task_keys_read_by_options() -> frozenset[str]:
-    """Task-level keys that some shipped option reads (conf/model/bert.yaml: `head: ${oc.select:task.head,...}`)."""
-    from leedl_cli.paths import conf_dir
-
-    return frozenset(k for path in conf_dir().rglob("*.yaml") for k in TASK_REFERENCE.findall(path.read_text()))
-
-
 def check_task(task: dict, raw: DictConfig, errors: list[str]) -> None:
-    """Task-level keys: the fixed ones, and those an option or this config reads (`head: ${task.head}`)."""
+    """Task-level keys: the fixed ones, and those some value of this config reads (`head: ${task.head}`)."""
     text = OmegaConf.to_yaml(raw, resolve=False)
-    read_by_interpolation = set(TASK_REFERENCE.findall(text)) | task_keys_read_by_options()
+    read_by_interpolation = set(TASK_REFERENCE.findall(text))
     for key in task:
         if key not in TASK_KEYS and key not in read_by_interpolation:
             known = sorted(set(TASK_KEYS) | read_by_interpolation)
             errors.append(f"task.{key}: not an option of task={task.get('name')}; its options: {', '.join(known)} "
                           f"(data and task-module options go under task.data.* and task.module.*)")
-    for key in ("monitor_mode",):
-        if key in task:
+    for key in ("monitor_mode", "test_weights"):
+        if task.get(key) is not None:
             check_value(f"task.{key}", task[key], errors)
+    decay = task.get("ema_decay")
+    if decay is not None and not (_num(decay) and 0 < decay < 1):
+        errors.append(f"task.ema_decay={_show(decay)}: expected a number > 0 and < 1")
+
+
+def check_contract(values: dict, errors: list[str]) -> None:
+    """The data -> model -> task contract, from the classes the config names (nothing is built)."""
+    task, model = values.get("task") or {}, values.get("model") or {}
+    module = task.get("module") or {}
+    if "_target_" not in module or "_target_" not in model:
+        return
+    data_cls = _import(task["data"]["_target_"]) if isinstance(task.get("data"), dict) and "_target_" in task["data"] else None
+    errors.extend(contract_problems(
+        data_cls, _import(model["_target_"]), _import(module["_target_"]), model_name=str(model.get("name")),
+        task_name=str(task.get("name")), model_set=[k for k in model if not k.startswith("_")],
+        task_set=[k for k in module if not k.startswith("_")]))
+
+
+def check_horizon(values: dict, errors: list[str]) -> None:
+    """A run without a set length (max_epochs=-1, no max_steps) cannot have a schedule that needs one."""
+    trainer, scheduler = values.get("trainer") or {}, values.get("scheduler") or {}
+    if trainer.get("max_epochs") != -1 or (trainer.get("max_steps") or -1) != -1 or "_target_" not in scheduler:
+        return
+    if scheduler.get("interval", "step") == "epoch" or getattr(_import(scheduler["_target_"]), "needs_horizon", False):
+        errors.append(f"trainer.max_epochs=-1: scheduler={scheduler.get('name') or scheduler['_target_']} needs the "
+                      f"run's length; give trainer.max_steps or use scheduler=constant")
 
 
 def check_top_level(cfg: dict, errors: list[str]) -> None:
@@ -378,11 +321,23 @@ def problems(cfg: DictConfig) -> list[str]:
     sources = interpolation_sources(plain)
     for group in ("model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "task"):
         for path, node in _walk_targets(values.get(group), group):
-            check_node(path, node, errors, LEEDL_KEYS.get(path, set()), sources)
+            provided = contract_needs(node) if path in ("model", "task.module") else ()
+            check_node(path, node, errors, LEEDL_KEYS.get(path, set()) | set(provided), sources,
+                       RUNNER_KEYS if path == "task.module" else ())
     if isinstance(values.get("task"), dict):
         check_task(values["task"], plain, errors)
+    if not errors:
+        check_contract(values, errors)
+    check_horizon(values, errors)
     check_hardware(values, errors)
     return errors
+
+
+def contract_needs(node: dict) -> list[str]:
+    """The `Provided` parameters a node sets (reported by the contract check, not as bad values here)."""
+    from leedl_cli.contract import needs
+
+    return [k for k in needs(_import(node["_target_"])) if k in node]
 
 
 def validate(cfg: DictConfig) -> None:

@@ -20,7 +20,7 @@ from torch import nn
 from leedl_cli.compat import should_update_logs
 
 
-def build_scheduler(scheduler_cfg: DictConfig | dict | None, optimizer: torch.optim.Optimizer, total_steps: int):
+def build_scheduler(scheduler_cfg: DictConfig | dict | None, optimizer: torch.optim.Optimizer, total_steps: int | None):
     """(scheduler, interval) from a `conf/scheduler` option; (None, 'step') when there is none."""
     if scheduler_cfg is None:
         return None, "step"
@@ -29,7 +29,7 @@ def build_scheduler(scheduler_cfg: DictConfig | dict | None, optimizer: torch.op
     interval = cfg.pop("interval", "step")
     cfg.pop("name", None)
     factory = hydra.utils.instantiate(cfg, _partial_=True)
-    return factory(optimizer, total_steps=max(1, int(total_steps))), interval
+    return factory(optimizer, total_steps=max(1, int(total_steps)) if total_steps is not None else None), interval
 
 
 def rng_states() -> dict:
@@ -89,16 +89,19 @@ class LeedlTask(pl.LightningModule):
         """What the optimizer updates; override to add parameter groups."""
         return [p for p in self.parameters() if p.requires_grad]
 
-    def num_updates(self) -> int:
-        """Optimizer updates of the whole run (the horizon of per-update schedules)."""
-        return int(self.trainer.estimated_stepping_batches)
+    def num_updates(self) -> int | None:
+        """Optimizer updates of the whole run (the horizon of per-update schedules); None when the run has no
+        set length (`trainer.max_epochs=-1` without `max_steps`: stopped by `max_time` or by hand)."""
+        steps = self.trainer.estimated_stepping_batches
+        return int(steps) if math.isfinite(steps) else None
 
     def configure_optimizers(self):
         if self.optimizer_factory is None:
             raise ValueError(f"{type(self).__name__} needs an optimizer")
         optimizer = self.optimizer_factory(self.parameters_to_optimize())
         interval = (self.scheduler_cfg or {}).get("interval", "step")
-        total = self.num_updates() if interval == "step" else int(self.trainer.max_epochs or 1)
+        epochs = self.trainer.max_epochs
+        total = self.num_updates() if interval == "step" else (int(epochs) if epochs and epochs > 0 else None)
         scheduler, interval = build_scheduler(self.scheduler_cfg, optimizer, total)
         if scheduler is None:
             return optimizer
