@@ -160,6 +160,13 @@ def cmd_run(args: list[str]) -> int:
     except UsageError as err:
         lines = str(err).splitlines()
         _die(lines[0] if len(lines) == 1 else "bad config:\n  " + "\n  ".join(lines))
+    from leedl_cli.errors import LeedlError
+    from leedl_cli.rundirs import claim_directories
+
+    try:   # a directory that holds a run is never written by another run
+        args = claim_directories(args)
+    except LeedlError as err:
+        _die(str(err))
     from leedl_cli import run
 
     sys.argv = ["leedl run", *args]

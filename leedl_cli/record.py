@@ -8,6 +8,7 @@ goes on after a failed job); only the process of global rank 0 writes.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import platform
@@ -52,17 +53,51 @@ def _now(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t))
 
 
+def no_space_left(exc: BaseException | None) -> bool:
+    """Whether an error (or one it was raised from) is a full disk: ENOSPC, however a library wrapped it."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def readable_checkpoint(folder: Path) -> tuple[Path, dict] | None:
+    """(path, content) of the checkpoint to resume from: last.ckpt, or when it is damaged the newest other
+    checkpoint that loads and holds the training state (saying so); None when the folder has no checkpoint."""
+    import torch
+
+    candidates = sorted(folder.glob("*.ckpt"), key=lambda p: (p.name != "last.ckpt", -p.stat().st_mtime))
+    if not candidates:
+        return None
+    damaged = []
+    for path in candidates:
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as err:   # cut short (a full disk, a killed copy), or not a checkpoint
+            damaged.append(f"{path.name} ({type(err).__name__})")
+            continue
+        if not isinstance(ckpt, dict) or "optimizer_states" not in ckpt:
+            damaged.append(f"{path.name} (weights only, no training state)")
+            continue
+        if damaged:
+            log.warning("resume: %s cannot be read; continuing from %s", ", ".join(damaged), path.name)
+        return path, ckpt
+    raise LeedlError(f"resume: no readable checkpoint in {folder}: {', '.join(damaged)}; start a new run")
+
+
 def resume_state(run_dir: Path, writer: bool = True) -> dict:
     """What a resumed run takes from the interrupted one: seed, wandb id, start time, its last checkpoint."""
     from leedl_cli.resume import keep_completed_rows
 
     old = read_results(run_dir / RESULTS_FILE) if (run_dir / RESULTS_FILE).is_file() else {}
     state: dict[str, Any] = {"old": old, "ckpt": None}
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if last.is_file():
-        import torch
-
-        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    found = readable_checkpoint(run_dir / "checkpoints")
+    if found is not None:
+        last, ckpt = found
         state.update(ckpt=str(last), epoch=int(ckpt.get("epoch", -1)), global_step=int(ckpt.get("global_step", 0)))
         del ckpt
         if writer:   # a checkpoint written mid-epoch (a stopped run) keeps the rows of its epoch so far
@@ -82,6 +117,11 @@ class RunRecord:
         self.writer = launch_rank() == 0
         self.started = time.time()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.writer:   # a directory that holds a run is never written by another run (leedl_cli.rundirs)
+            from leedl_cli.rundirs import hold, refuse_reuse
+
+            refuse_reuse(self.run_dir, resuming=bool(cfg.get("resume")))
+            hold(self.run_dir)
         self.resume = resume_state(self.run_dir, self.writer) if cfg.get("resume") else None
         old = self.resume["old"] if self.resume else {}
         with open_dict(cfg):
@@ -121,11 +161,27 @@ class RunRecord:
                  "from_step": self.resume.get("global_step"), "previous_status": old.get("status")}
         if old.get("overrides") and self.overrides:
             extra = [o for o in self.overrides if o not in old["overrides"] and not o.startswith(("resume=", "hydra."))]
-            if extra:
-                entry["extra_overrides"] = extra
+            if extra:   # only lengths (leedl_cli.resume.LENGTH_KEYS): the run and its record say the new ones
+                entry["resumed_with"] = extra
+                self.results["resumed_with"] = list(old.get("resumed_with") or []) + extra
+                keys = {o.partition("=")[0].lstrip("+") for o in extra}
+                self.results["overrides"] = [o for o in old["overrides"]
+                                             if o.partition("=")[0].lstrip("+") not in keys] + extra
+                if self.writer:
+                    self._rewrite_hydra_config()
         self.results["resumed"] = list(old.get("resumed") or []) + [entry]
         if self.writer:
             log.info("resuming %s from %s", self.run_dir, self.resume["ckpt"] or "the start (no checkpoint yet)")
+
+    def _rewrite_hydra_config(self) -> None:
+        """.hydra/config.yaml and overrides.yaml say what the resumed run runs (written atomically)."""
+        from leedl_cli.atomic import write_text_atomic
+
+        hydra_dir = self.run_dir / ".hydra"
+        if hydra_dir.is_dir():
+            cfg = OmegaConf.create({k: self.cfg[k] for k in self.cfg if k != "hydra"})
+            write_text_atomic(hydra_dir / "config.yaml", OmegaConf.to_yaml(cfg))
+            write_text_atomic(hydra_dir / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(self.results["overrides"])))
 
     @property
     def checkpoint(self) -> str | None:
@@ -157,6 +213,12 @@ class RunRecord:
                                 interrupted_checkpoint=getattr(exc, "checkpoint", None))
             log.warning("run interrupted by %s at step %s; continue it with: leedl run resume=%s",
                         name, getattr(exc, "step", None), self.run_dir)
+        elif no_space_left(exc):
+            where = f" (writing {exc.filename})" if getattr(exc, "filename", None) else ""
+            self.results.update(status="failed", error=f"no space left on device{where}; earlier files are whole. "
+                                f"Free some space, then continue with: leedl run resume={self.run_dir}",
+                                error_type="ENOSPC")
+            log.error("%s", self.results["error"])
         elif isinstance(exc, LeedlError):
             self.results.update(status="failed", error=str(exc), error_type=type(exc).__name__)
             log.error("%s", exc)
@@ -184,3 +246,7 @@ class RunRecord:
             self.results["timings"]["before_resume_total_s"] = old["timings"].get("total_s")
         self.results["finished"] = _now(finished)
         self.write()
+        if self.writer:
+            from leedl_cli.rundirs import release
+
+            release(self.run_dir)

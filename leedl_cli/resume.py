@@ -11,23 +11,25 @@ import os
 from pathlib import Path
 
 from leedl_cli.errors import LeedlError
-from leedl_cli.jobs import job_key, split_override
+from leedl_cli.jobs import is_part_of_the_job, job_key, split_override
 from leedl_cli.results import RESULTS_FILE, read_results, write_csv_atomic
 
 FINISHED = {"ok", "diverged"}
+# the overrides a resumed run may change: they only lengthen or shorten it (recorded as `resumed_with`)
+LENGTH_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.max_time")
 
 
 def override_key(item: str) -> str:
     return split_override(item)[0]
 
 
-def iter_runs(output_root: str | os.PathLike):
-    """(run_dir, results) for every readable results.json under output_root, newest first."""
-    found = []
-    for sub in ("runs", "multirun"):
-        base = Path(output_root) / sub
+def iter_runs(output_root: str | os.PathLike, also: str | os.PathLike | None = None):
+    """(run_dir, results) for every readable results.json under output_root (and `also`), newest first."""
+    found = set()
+    for base in [Path(output_root) / "runs", Path(output_root) / "multirun", *([Path(also)] if also else [])]:
         if base.is_dir():
-            found += list(base.rglob(RESULTS_FILE))
+            found |= set(base.rglob(RESULTS_FILE))
+    found = list(found)
     found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
     for path in found:
         try:
@@ -36,10 +38,12 @@ def iter_runs(output_root: str | os.PathLike):
             continue
 
 
-def find_done(output_root: str | os.PathLike, overrides: list[str], exclude: Path | None = None) -> Path | None:
-    """The newest run of this job that finished with status ok (for skip_done)."""
+def find_done(output_root: str | os.PathLike, overrides: list[str], exclude: Path | None = None,
+              sweep_dir: str | os.PathLike | None = None) -> Path | None:
+    """The newest run of this job that finished with status ok (for skip_done), under output_root or in the
+    sweep directory being continued."""
     key = job_key(overrides)
-    for run_dir, res in iter_runs(output_root):
+    for run_dir, res in iter_runs(output_root, sweep_dir):
         if res.get("status") == "ok" and not res.get("skipped") and job_key(res.get("overrides", [])) == key:
             if exclude is None or run_dir.resolve() != exclude.resolve():
                 return run_dir
@@ -67,6 +71,11 @@ def resume_overrides(run_dir: Path, extra: list[str]) -> list[str]:
                          f"Start a new run without resume=.")
     if old.get("skipped"):
         raise LeedlError(f"resume={run_dir}: that job was skipped (done in {old.get('done_in')}); nothing to resume.")
+    changed = sorted({override_key(o) for o in extra if is_part_of_the_job(override_key(o))
+                      and override_key(o) not in LENGTH_KEYS and override_key(o) not in ("resume", "seed")})
+    if changed:
+        raise LeedlError(f"resume={run_dir}: {', '.join(changed)} would change what the run computes; a resumed run "
+                         f"takes only {', '.join(LENGTH_KEYS)}. Start a new run for other values.")
     extra_keys = {override_key(o) for o in extra}
     kept = [o for o in old.get("overrides", []) if override_key(o) not in extra_keys | {"resume"}]
     quoted = "'" + str(run_dir).replace("'", "\\'") + "'"

@@ -278,8 +278,11 @@ def fit_and_test(cfg: DictConfig, record: RunRecord, stop) -> None:
     stop.raise_if_received()
     metrics = record.results["metrics"] = {}
     with ddp_children(cfg, record.run_dir):
+        from leedl_cli.checkpoint_io import AtomicCheckpointIO
+
         trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=record.loggers,
-                                          default_root_dir=str(record.run_dir), **checkpointing(cfg, callbacks))
+                                          default_root_dir=str(record.run_dir), plugins=[AtomicCheckpointIO()],
+                                          **checkpointing(cfg, callbacks))
         record.writer = trainer.global_rank == 0
         fitted = cfg.task.get("fit", True)
         if fitted:
@@ -316,11 +319,12 @@ def launcher_threads(hc) -> int | None:
     return max(1, cores // n_jobs)
 
 
-def skip_if_done(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict | None:
-    """skip_done=true: when this job already finished with status ok under output_root, point to it instead."""
+def skip_if_done(cfg: DictConfig, run_dir: Path, overrides: list[str], sweep: str | None) -> dict | None:
+    """skip_done=true: when this job already finished with status ok under output_root (or in the sweep directory
+    being continued), point to it instead."""
     from leedl_cli.resume import find_done
 
-    done = find_done(cfg.output_root, overrides, exclude=run_dir)
+    done = find_done(cfg.output_root, overrides, exclude=run_dir, sweep_dir=sweep)
     if done is None:
         return None
     results = read_results(done / RESULTS_FILE)
@@ -339,7 +343,7 @@ def main(cfg: DictConfig) -> float | None:
     run_dir = Path(hc.runtime.output_dir)
     overrides = list(hc.overrides.task)
     sweep = str(Path(hc.sweep.dir)) if str(hc.mode) == "RunMode.MULTIRUN" else None
-    results = skip_if_done(cfg, run_dir, overrides) if cfg.get("skip_done") else None
+    results = skip_if_done(cfg, run_dir, overrides, sweep) if cfg.get("skip_done") else None
     if results is None:
         if cfg.get("threads") is None and (threads := launcher_threads(hc)):
             with open_dict(cfg):
