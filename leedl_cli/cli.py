@@ -231,7 +231,7 @@ def cmd_translate(args: list[str]) -> int:
 
 
 def cmd_report(args: list[str]) -> int:
-    from leedl_cli.analysis.report import report_main
+    from leedl_cli.report import report_main
 
     return report_main(args)
 

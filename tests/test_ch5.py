@@ -257,7 +257,7 @@ def test_cross_lingual_qa_path_train_english_test_chinese(run_leedl, tmp_path):
 
 def test_report_groups_boolean_sweeps_recorded_as_true_false(tmp_path):
     """Hydra's sweeper records `model.pretrained=true` as `True`: the report's checks find the groups either way."""
-    from leedl_cli.analysis import report
+    from leedl_cli import report
 
     for i, (pre, acc) in enumerate([("True", 0.80), ("True", 0.81), ("False", 0.50), ("False", 0.52)]):
         d = tmp_path / str(i)

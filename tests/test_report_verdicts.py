@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from leedl_cli.analysis import report
-from leedl_cli.analysis.report import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED
+from leedl_cli import report
+from leedl_cli.report import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED
 from leedl_cli.errors import LeedlError
 
 
@@ -153,10 +153,13 @@ def test_leedl_report_prints_verdicts_and_summary_in_table_md_and_csv(tmp_path):
     md = (sweep / "report.md").read_text()
     assert "| verdict |" in md and "**2 of 3 claims hold (1 does not hold)**" in md
     assert md.count("**holds**") == 2 and md.count("**does not hold**") == 1
-    rows = list(csv.reader((sweep / "report.csv").read_text().splitlines()))
-    claim_rows = rows[rows.index(["claim", "where", "metric", "book", "check", "measured", "verdict"]) + 1:]
-    assert [r[-1] for r in claim_rows[:3]] == [HOLDS, HOLDS, FAILS]
-    assert claim_rows[3] == ["summary", "2 of 3 claims hold (1 does not hold)"]
+    rows = list(csv.reader((sweep / "report_claims.csv").read_text().splitlines()))
+    assert rows[0] == ["claim", "where", "metric", "book", "check", "measured", "verdict"]
+    assert [r[-1] for r in rows[1:4]] == [HOLDS, HOLDS, FAILS]
+    assert rows[4][:2] == ["summary", "2 of 3 claims hold (1 does not hold)"] and len(rows) == 5
+    groups = list(csv.DictReader((sweep / "report.csv").read_text().splitlines()))
+    assert [(g["group"], g["runs"], g["ok"], g["test/acc n"]) for g in groups] == [("bs=256", "2", "2", "2"),
+                                                                                    ("bs=6000", "2", "2", "2")]
 
 
 def test_a_bad_check_in_a_preset_is_a_one_line_error(tmp_path):
@@ -181,7 +184,7 @@ def test_every_preset_book_row_has_a_check_that_parses():
 
 def test_report_with_verdicts_imports_no_torch(tmp_path):
     sweep = make_sweep(tmp_path / "sweep", {"a": [1.0, 1.1], "b": [0.5, 0.6]}, book=[claim("a > b", by="opt")])
-    code = ("import sys; from leedl_cli.analysis.report import report_main; "
+    code = ("import sys; from leedl_cli.report import report_main; "
             f"rc = report_main([{str(sweep)!r}, '--no-plots']); "
             "print(rc, 'torch' in sys.modules, 'pytorch_lightning' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
