@@ -15,13 +15,9 @@ import pytest
 import torch
 from conftest import data_available
 
-from leedl_cli.data.mnist_m import (
-    DomainAdaptationDataModule,
-    build_mnist_m,
-    fit_size,
-    mnist_m_train,
-    read_mnist_m_test,
-)
+from leedl_cli.data.memory import InMemoryLoader
+from leedl_cli.data.mnist_m import DomainAdaptationDataModule, DomainAdaptationSpec, PairedLoader
+from leedl_cli.data.mnist_m_build import build_mnist_m, fit_size, mnist_m_train, read_mnist_m_test
 from leedl_cli.errors import DataNotFoundError, LeedlError
 from leedl_cli.models.dann import DANN, DomainBatchNorm, GradientReversal
 from leedl_cli.optim.schedules import dann_annealing

@@ -10,11 +10,13 @@ built as `cls(in_channels=..., image_size=..., batch_norm=..., dropout=...)`; th
 from __future__ import annotations
 
 import copy
+from typing import Annotated
 
 import torch
 from hydra.utils import get_class
 from torch import nn
 
+from leedl_cli.contract import Probability, Provided
 from leedl_cli.errors import LeedlError
 
 
@@ -110,9 +112,10 @@ class DANN(nn.Module):
     """G_f (features), G_y (label predictor: two hidden layers), G_d (domain classifier behind a gradient
     reversal layer; one logit, "is this image from the target domain")."""
 
-    def __init__(self, in_channels: int, num_classes: int, image_size: int, feature_extractor: str = "mnist",
-                 label_hidden: list[int] = (100, 100), domain_hidden: list[int] = (100,), batch_norm: bool = False,
-                 dropout: float = 0.0, domain_batch_norm: bool = False) -> None:
+    def __init__(self, in_channels: Provided[int], num_classes: Provided[int], image_size: Provided[int],
+                 feature_extractor: str = "mnist", label_hidden: list[int] = (100, 100),
+                 domain_hidden: list[int] = (100,), batch_norm: bool = False,
+                 dropout: Annotated[float, Probability] = 0.0, domain_batch_norm: bool = False) -> None:
         super().__init__()
         cls = FEATURE_EXTRACTORS.get(feature_extractor) or get_class(feature_extractor)
         self.features = cls(in_channels=in_channels, image_size=image_size, batch_norm=batch_norm, dropout=dropout)
@@ -129,6 +132,13 @@ class DANN(nn.Module):
         self.label_predictor = _mlp([dim, *label_hidden, num_classes], batch_norm, dropout)
         self.grl = GradientReversal()
         self.domain_classifier = _mlp([dim, *domain_hidden, 1], batch_norm, 0.0)
+
+    @classmethod
+    def config_problems(cls, options: dict) -> list[str]:
+        if options.get("domain_batch_norm") and not options.get("batch_norm"):
+            return ["domain_batch_norm=true: expected batch_norm=true (a batch normalisation per domain needs "
+                    "batch normalisation in the feature extractor)"]
+        return []
 
     def set_domain(self, domain: int) -> None:
         """Which domain's batch normalisation G_f applies (only with domain_batch_norm; 0 source, 1 target)."""

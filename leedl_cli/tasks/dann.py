@@ -10,30 +10,31 @@ MNIST-M test images by the target's running statistics.
 mode `source_only` / `target_only`: plain classification on source (resp. labelled target) images.
 
 Metrics: train/acc, train/domain_acc (the domain classifier's accuracy; DANN pushes it towards 0.5),
-train/lambda; val/acc (the labelled training domain's held-out images); test/source_acc (MNIST test),
-test/target_acc (the real MNIST-M test). With `ema_decay` (not in the paper) the test uses an exponential moving
-average of the weights, theta_ema <- d * theta_ema + (1 - d) * theta after every update, and the final weights'
-accuracies are kept as test/source_acc_last and test/target_acc_last. After testing, a t-SNE picture of the features of `tsne_points`
-source and target test images goes to plots/tsne.png (embedding in plots/tsne.npz, which `leedl report`
-draws side by side for source-only vs DANN).
+train/lambda; val/acc (the labelled training domain's held-out images); test/<domain>_acc for each test set the
+data provides: test/source_acc (MNIST test), test/target_acc (the real MNIST-M test). Under DDP the counts of
+every process are summed. Which weights are tested is the run's `task.test_weights` (task=dann: `ema`, a moving
+average of the weights, leedl_cli.ema; `last`: the final weights). After testing, a t-SNE picture of the
+features of `tsne_points` source and target test images goes to plots/tsne.png (embedding in plots/tsne.npz,
+which `leedl report` draws side by side for source-only vs DANN).
 """
 from __future__ import annotations
 
 import logging
 import math
-from typing import Literal
+from pathlib import Path
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from leedl_cli.contract import NonNegative, Provided
+from leedl_cli.data.mnist_m import TEST_DOMAINS, Mode
 from leedl_cli.errors import LeedlError
 from leedl_cli.tasks.base import LeedlTask
 
 log = logging.getLogger(__name__)
-MODES = ("source_only", "dann", "target_only")
-TEST_DOMAINS = ("source", "target")   # test dataloader 0: MNIST test, 1: MNIST-M test
+TRAIN_TALLIES = ("train_correct", "train_n", "train_loss", "domain_correct", "domain_n")
 
 
 def dann_lambda(p: float, lambda_max: float = 1.0, gamma: float = 10.0) -> float:
@@ -43,61 +44,48 @@ def dann_lambda(p: float, lambda_max: float = 1.0, gamma: float = 10.0) -> float
 
 
 class DomainAdversarial(LeedlTask):
-    def __init__(self, model, optimizer=None, scheduler=None, mode: Literal["source_only", "dann", "target_only"] = "dann", lambda_max: float = 1.0,
-                 lambda_gamma: float = 10.0, domain_weight: float = 1.0, tsne_points: int = 1000,
-                 ema_decay: float | None = None) -> None:
-        super().__init__(model, optimizer, scheduler)
-        if mode not in MODES:
-            raise LeedlError(f"task.mode={mode!r} is not accepted; accepted: {', '.join(MODES)}")
-        if ema_decay is not None and not 0.0 < float(ema_decay) < 1.0:
-            raise LeedlError(f"task.module.ema_decay={ema_decay!r} is not accepted: a decay d with 0 < d < 1 "
-                             f"(0.999: an average over about the last 1,000 updates), or null for the final weights")
+    def __init__(self, model, optimizer=None, scheduler=None, run_dir: Path | None = None, mode: Mode = "dann",
+                 lambda_max: Annotated[float, NonNegative] = 1.0, lambda_gamma: Annotated[float, NonNegative] = 10.0,
+                 domain_weight: Annotated[float, NonNegative] = 1.0, tsne_points: Annotated[int, NonNegative] = 1000,
+                 test_domains: Provided[tuple[str, ...]] = TEST_DOMAINS,
+                 data_record: Provided[dict[str, Any] | None] = None) -> None:
+        super().__init__(model, optimizer, scheduler, run_dir=run_dir)
         if not hasattr(model, "domain_logits") and mode == "dann":
             raise LeedlError(f"task.mode=dann needs a model with a domain classifier (model=dann_cnn), "
                              f"not {type(model).__name__}")
         self.mode, self.lambda_max, self.lambda_gamma = mode, lambda_max, lambda_gamma
         self.domain_weight, self.tsne_points = domain_weight, tsne_points
-        self.results["mode"] = mode
-        self.ema: AveragedModel | None = None
-        if ema_decay is not None:
-            self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(ema_decay)), use_buffers=True)
-            self.ema.requires_grad_(False)
-            self.results["ema_decay"] = float(ema_decay)
+        self.test_domains = tuple(test_domains)
+        self.results.update(mode=mode, **(data_record or {}))
+        self._resumed_tallies: dict | None = None
         self._reset_tallies()
 
-    def parameters_to_optimize(self):
-        return [p for p in self.model.parameters() if p.requires_grad]   # not the moving average's copy
-
-    def use_channels_last(self) -> None:
-        super().use_channels_last()
-        if self.ema is not None:
-            self.ema.to(memory_format=torch.channels_last)
-
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)
-
     def on_fit_start(self) -> None:
-        dm = getattr(self.trainer, "datamodule", None)
-        if dm is not None and hasattr(dm, "train"):
-            self.results["train_images"] = int(len(dm.train[0]))
-            self.results["target_train_images"] = int(len(dm.target[0])) if dm.target is not None else 0
-            self.results["mnist_m_train"] = {k: dm.built_meta.get(k) for k in ("sha256", "seed", "shape", "file")}
-        self.results["updates"] = int(self.num_updates())
+        updates = self.num_updates()
+        if updates is None:
+            raise LeedlError("task=dann: lambda rises over the run's length, which is not set "
+                             "(trainer.max_epochs=-1); set trainer.max_epochs or trainer.max_steps")
+        self.results["updates"] = updates
 
     def _reset_tallies(self) -> None:
-        self.sums = {k: 0.0 for k in ("train_correct", "train_n", "train_loss", "domain_correct", "domain_n",
-                                      "val_correct", "val_n", "source_correct", "source_n", "target_correct",
-                                      "target_n", "source_last_correct", "target_last_correct")}
-        self.test_features: dict[str, list] = {d: [] for d in TEST_DOMAINS}
-        self.test_labels: dict[str, list] = {d: [] for d in TEST_DOMAINS}
+        self.sums = {k: 0.0 for k in (*TRAIN_TALLIES, "val_correct", "val_n")}
+        self.sums.update({f"{d}_{k}": 0.0 for d in self.test_domains for k in ("correct", "n")})
+        self.test_features: dict[str, list] = {d: [] for d in self.test_domains}
+        self.test_labels: dict[str, list] = {d: [] for d in self.test_domains}
+
+    def _summed(self, *keys: str) -> list[float]:
+        """The tallies `keys`, summed over every DDP process (as they are in one process)."""
+        values = torch.tensor([self.sums[k] for k in keys], dtype=torch.float64, device=self.device)
+        if self._trainer is not None and self.trainer.world_size > 1:
+            values = self.trainer.strategy.reduce(values, reduce_op="sum")
+        return values.tolist()
 
     def forward(self, x):
         return self.model(x)
 
     def progress(self) -> float:
         """p in [0, 1]: the fraction of the run's updates done."""
-        total = max(1, self.num_updates()) if self._trainer is not None else 1
+        total = max(1, self.num_updates() or 1) if self._trainer is not None else 1
         return self.global_step / total
 
     # ---- training ----------------------------------------------------------------------------
@@ -134,14 +122,29 @@ class DomainAdversarial(LeedlTask):
         return loss
 
     def on_train_epoch_end(self) -> None:
-        s = self.sums
-        if s["train_n"]:
-            self.log("train/acc", s["train_correct"] / s["train_n"], prog_bar=True)
-            self.log("train/loss", s["train_loss"] / s["train_n"])
-        if s["domain_n"]:
-            self.log("train/domain_acc", s["domain_correct"] / s["domain_n"], prog_bar=True)
-        for k in ("train_correct", "train_n", "train_loss", "domain_correct", "domain_n"):
-            s[k] = 0.0
+        correct, n, loss, domain_correct, domain_n = self._summed(*TRAIN_TALLIES)
+        if n:
+            self.log("train/acc", correct / n, prog_bar=True)
+            self.log("train/loss", loss / n)
+        if domain_n:
+            self.log("train/domain_acc", domain_correct / domain_n, prog_bar=True)
+        for k in TRAIN_TALLIES:
+            self.sums[k] = 0.0
+
+    # A checkpoint keeps the epoch's training tallies so far; a run resumed in that same epoch (stopped
+    # mid-epoch) goes on adding to them, one resumed at the next epoch starts from zero.
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["leedl_dann_tallies"] = {"epoch": self.current_epoch, **{k: self.sums[k] for k in TRAIN_TALLIES}}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self._resumed_tallies = checkpoint.get("leedl_dann_tallies")
+
+    def on_train_epoch_start(self) -> None:
+        saved, self._resumed_tallies = self._resumed_tallies, None
+        if saved is not None and saved["epoch"] == self.current_epoch:
+            self.sums.update({k: saved[k] for k in TRAIN_TALLIES})
 
     # ---- evaluation --------------------------------------------------------------------------
     def validation_step(self, batch, batch_idx):
@@ -150,22 +153,18 @@ class DomainAdversarial(LeedlTask):
         self.sums["val_n"] += len(y)
 
     def on_validation_epoch_end(self) -> None:
-        if self.sums["val_n"]:
-            self.log("val/acc", self.sums["val_correct"] / self.sums["val_n"], prog_bar=True)
+        correct, n = self._summed("val_correct", "val_n")
+        if n:
+            self.log("val/acc", correct / n, prog_bar=True)
         self.sums["val_correct"] = self.sums["val_n"] = 0.0
 
     def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
         x, y = batch
-        domain = TEST_DOMAINS[dataloader_idx]
+        domain = self.test_domains[dataloader_idx]
         # MNIST-M test images through the target's batch normalisation (domain_batch_norm), which only DANN trains
         bn_domain = int(domain == "target" and self.mode == "dann")
-        model = self.model
-        if self.ema is not None:   # the averaged weights are the ones tested; the final weights' accuracy beside
-            last = self.model.label_predictor(self.model.features_of(x, bn_domain))
-            self.sums[f"{domain}_last_correct"] += float((last.argmax(-1) == y).sum())
-            model = self.ema.module
-        f = model.features_of(x, bn_domain)
-        logits = model.label_predictor(f)
+        f = self.model.features_of(x, bn_domain)
+        logits = self.model.label_predictor(f)
         self.sums[f"{domain}_correct"] += float((logits.argmax(-1) == y).sum())
         self.sums[f"{domain}_n"] += len(y)
         have = sum(len(t) for t in self.test_features[domain])
@@ -174,24 +173,22 @@ class DomainAdversarial(LeedlTask):
             self.test_labels[domain].append(y[: self.tsne_points - have].cpu())
 
     def on_test_epoch_end(self) -> None:
-        for domain in TEST_DOMAINS:
-            n = self.sums[f"{domain}_n"]
+        for domain in self.test_domains:
+            correct, n = self._summed(f"{domain}_correct", f"{domain}_n")
             if n:
-                acc = self.sums[f"{domain}_correct"] / n
-                self.log(f"test/{domain}_acc", acc, add_dataloader_idx=False)
-                if self.ema is not None:
-                    self.log(f"test/{domain}_acc_last", self.sums[f"{domain}_last_correct"] / n, add_dataloader_idx=False)
+                self.log(f"test/{domain}_acc", correct / n, add_dataloader_idx=False)
                 self.results[f"test_{domain}_images"] = int(n)
-            self.sums[f"{domain}_correct"] = self.sums[f"{domain}_n"] = self.sums[f"{domain}_last_correct"] = 0.0
-        if self.tsne_points and self.run_dir is not None and all(self.test_features[d] for d in TEST_DOMAINS):
+            self.sums[f"{domain}_correct"] = self.sums[f"{domain}_n"] = 0.0
+        if (self.tsne_points and self.run_dir is not None and self.trainer.is_global_zero
+                and all(self.test_features[d] for d in self.test_domains)):
             self.results["tsne"] = self.draw_tsne()
 
     def draw_tsne(self) -> str:
         """t-SNE of the test features, source vs target (the book's picture of the two distributions)."""
         from leedl_cli.analysis.dann_tsne import embed, plot_embedding
 
-        feats = [torch.cat(self.test_features[d]).numpy() for d in TEST_DOMAINS]
-        labels = [torch.cat(self.test_labels[d]).numpy() for d in TEST_DOMAINS]
+        feats = [torch.cat(self.test_features[d]).numpy() for d in self.test_domains]
+        labels = [torch.cat(self.test_labels[d]).numpy() for d in self.test_domains]
         domain = np.concatenate([np.full(len(f), i) for i, f in enumerate(feats)])
         xy = embed(np.concatenate(feats), seed=0)
         out = self.plots_dir()
