@@ -32,7 +32,7 @@ def test_cifar10_smoke_on_pickle_batches_written_here(run_leedl, tmp_path):
     dm = hydra.utils.instantiate(cfg.task.data)
     dm.setup()
     assert dm.train[0].shape == (180, 3, 32, 32) and len(dm.val[0]) == 20 and len(dm.test[0]) == 40
-    assert dm.model_kwargs()["in_channels"] == 3
+    assert dm.provides().in_channels == 3
 
 
 @pytest.mark.skipif(not data_available("fashion-mnist"), reason="reads the mirrored Fashion-MNIST files (CI has them)")

@@ -42,7 +42,10 @@ def _show(ax, img: torch.Tensor, cmap="gray") -> None:
 
 
 @torch.no_grad()
-def draw_cnn_plots(model: nn.Module, datamodule, folder: Path, image_index: int = 0) -> list[str]:
+def draw_cnn_plots(model: nn.Module, test_set: tuple[torch.Tensor, torch.Tensor], folder: Path,
+                   background: float = 0.0, image_index: int = 0) -> list[str]:
+    """The pictures of `model` on `test_set` = (images, labels) into `folder`; `background`: the value of an empty
+    pixel (what a rotation fills in). Returns the names of the files written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,7 +56,7 @@ def draw_cnn_plots(model: nn.Module, datamodule, folder: Path, image_index: int 
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    x_test, y_test = datamodule.test
+    x_test, y_test = test_set
     found = first_conv(model)
     if found is not None:
         body, conv = found
@@ -111,7 +114,6 @@ def draw_cnn_plots(model: nn.Module, datamodule, folder: Path, image_index: int 
     if hasattr(model, "stn"):
         n = min(8, len(x_test))
         angles = torch.tensor([45.0, -45.0, 30.0, -30.0, 60.0, -60.0, 15.0, -15.0])[:n]
-        background = float(getattr(datamodule, "background", 0.0))
         rotated = transform_images(x_test[:n], angle_deg=angles, background=background).to(device)
         out = model.stn(rotated)
         fig, axes = plt.subplots(2, n, figsize=(n * 1.2, 3.0), squeeze=False)

@@ -7,12 +7,18 @@ the classifier's size are the same as with pooling (the comparison is pooling vs
 """
 from __future__ import annotations
 
+from typing import Annotated
+
 from torch import nn
+
+from leedl_cli.contract import AtLeastOne, Probability, Provided
+from leedl_cli.models.mlp import widths_problems
 
 
 class CNN(nn.Module):
-    def __init__(self, in_channels: int, num_classes: int, image_size: int, channels: list[int] = (32, 64),
-                 hidden: int = 128, dropout: float = 0.25, batch_norm: bool = True, pooling: bool = True) -> None:
+    def __init__(self, in_channels: Provided[int], num_classes: Provided[int], image_size: Provided[int],
+                 channels: list[int] = (32, 64), hidden: Annotated[int, AtLeastOne] = 128,
+                 dropout: Annotated[float, Probability] = 0.25, batch_norm: bool = True, pooling: bool = True) -> None:
         super().__init__()
         stages: list[nn.Module] = []
         c, size = in_channels, image_size
@@ -33,6 +39,10 @@ class CNN(nn.Module):
             nn.Flatten(), nn.Dropout(dropout), nn.Linear(c * size * size, hidden), nn.ReLU(),
             nn.Dropout(dropout), nn.Linear(hidden, num_classes),
         )
+
+    @classmethod
+    def config_problems(cls, options: dict) -> list[str]:
+        return widths_problems("channels", options.get("channels"))
 
     def forward(self, x):
         return self.classifier(self.features(x))

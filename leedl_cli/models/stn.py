@@ -8,15 +8,18 @@ identity as its bias: at initialisation the transformer passes the image through
 """
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from leedl_cli.contract import AtLeastOne, Probability, Provided
 from leedl_cli.models.cnn import CNN
 
 
 class SpatialTransformer(nn.Module):
-    def __init__(self, in_channels: int, hidden: int = 32) -> None:
+    def __init__(self, in_channels: int, hidden: Annotated[int, AtLeastOne] = 32) -> None:
         super().__init__()
         self.localisation = nn.Sequential(
             nn.Conv2d(in_channels, 8, 7, padding=3), nn.MaxPool2d(2), nn.ReLU(),
@@ -38,12 +41,15 @@ class SpatialTransformer(nn.Module):
 
 
 class STNCNN(nn.Module):
-    def __init__(self, in_channels: int, num_classes: int, image_size: int, stn_hidden: int = 32,
-                 channels: list[int] = (32, 64), hidden: int = 128, dropout: float = 0.25, batch_norm: bool = True,
-                 pooling: bool = True) -> None:
+    def __init__(self, in_channels: Provided[int], num_classes: Provided[int], image_size: Provided[int],
+                 stn_hidden: Annotated[int, AtLeastOne] = 32, channels: list[int] = (32, 64),
+                 hidden: Annotated[int, AtLeastOne] = 128, dropout: Annotated[float, Probability] = 0.25,
+                 batch_norm: bool = True, pooling: bool = True) -> None:
         super().__init__()
         self.stn = SpatialTransformer(in_channels, stn_hidden)
         self.cnn = CNN(in_channels, num_classes, image_size, channels, hidden, dropout, batch_norm, pooling)
+
+    config_problems = CNN.config_problems
 
     def forward(self, x):
         return self.cnn(self.stn(x))

@@ -9,9 +9,12 @@ the surface on a grid without autograd for plots and tests.
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
 from torch import nn
+
+from leedl_cli.contract import NonNegative, Positive
 
 
 class Surface(nn.Module):
@@ -22,6 +25,12 @@ class Surface(nn.Module):
     def __init__(self, start: tuple[float, float] | list[float]) -> None:
         super().__init__()
         self.theta = nn.Parameter(torch.tensor([float(v) for v in start], dtype=torch.float64))
+
+    @classmethod
+    def config_problems(cls, options: dict) -> list[str]:
+        """A point of the plane (the start, a minimum) is two numbers."""
+        return [f"{key}={list(options[key])}: expected two numbers ({', '.join(cls.names)})"
+                for key in ("start", "minimum") if options.get(key) is not None and len(options[key]) != 2]
 
     def loss(self, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -70,8 +79,9 @@ class ElongatedQuadratic(Surface):
     minimum = (0.0, 0.0)
     extent = (-11.0, 2.0, -4.0, 4.0)
 
-    def __init__(self, start=(-10.0, 3.0), a: float = 1.0, c: float = 300.0, s: float = 1.0,
-                 minimum=(0.0, 0.0), tilt: float = 0.1) -> None:
+    def __init__(self, start: tuple[float, float] | list[float] = (-10.0, 3.0), a: Annotated[float, NonNegative] = 1.0,
+                 c: Annotated[float, NonNegative] = 300.0, s: Annotated[float, Positive] = 1.0,
+                 minimum: tuple[float, float] | list[float] = (0.0, 0.0), tilt: float = 0.1) -> None:
         super().__init__(start)
         self.a, self.c, self.s, self.tilt = float(a), float(c), float(s), float(tilt)
         self.minimum = (float(minimum[0]), float(minimum[1]))
@@ -102,7 +112,7 @@ class ToyNetwork(Surface):
     minimum = None
     extent = (-2.0, 2.0, -2.0, 2.0)
 
-    def __init__(self, start=(0.0, 0.0), x: float = 1.0, y: float = 1.0) -> None:
+    def __init__(self, start: tuple[float, float] | list[float] = (0.0, 0.0), x: float = 1.0, y: float = 1.0) -> None:
         super().__init__(start)
         self.x, self.y = float(x), float(y)
 
@@ -125,7 +135,8 @@ class LocalMinimum(Surface):
 
     extent = (-2.0, 2.5, -1.5, 1.5)
 
-    def __init__(self, start=(2.0, 1.0), tilt: float = 0.3, k: float = 1.0) -> None:
+    def __init__(self, start: tuple[float, float] | list[float] = (2.0, 1.0), tilt: float = 0.3,
+                 k: Annotated[float, NonNegative] = 1.0) -> None:
         super().__init__(start)
         self.tilt, self.k = float(tilt), float(k)
         # the global minimum of the quartic (left well): solve 4w^3 - 4w + tilt = 0 by Newton from -1
@@ -154,7 +165,8 @@ class Rosenbrock(Surface):
     minimum = (1.0, 1.0)
     extent = (-2.0, 2.0, -1.0, 3.0)
 
-    def __init__(self, start=(-1.5, 2.0), scale: float = 100.0) -> None:
+    def __init__(self, start: tuple[float, float] | list[float] = (-1.5, 2.0),
+                 scale: Annotated[float, NonNegative] = 100.0) -> None:
         super().__init__(start)
         self.scale = float(scale)
 

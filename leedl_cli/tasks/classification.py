@@ -9,17 +9,23 @@ step, a few percent of a small MLP's update on a CPU. The training loss of singl
 `train/loss_step` on the steps that reach the loggers (`trainer.log_every_n_steps`), which is what the
 training curves in metrics.csv show.
 
-Image data modules may offer `transformed_test_sets()` (the test images rotated / scaled, chapter 2): after the
-test epoch each is evaluated and logged as `<name>/acc` (e.g. `test_rot30/acc`). With `plots: true` the run
-draws what the network learned into plots/ (`leedl_cli.analysis.cnn_plots`): first-layer filters, the feature
-maps of one test image, and for a spatial transformer what it does to rotated test images.
+`ImageClassification` is the task of the image data sets (`leedl_cli.data.images.ImageSpec`): before training it
+records the activation values one training image creates (`activations_per_image`); after the test epoch it
+evaluates the transformed test sets the data provides (the test images rotated / scaled, chapter 2) and logs
+each as `<name>/acc` (e.g. `test_rot30/acc`). With `plots: true` the run draws what the network learned into
+plots/ (`leedl_cli.analysis.cnn_plots`): first-layer filters, the feature maps of one test image, and for a
+spatial transformer what it does to rotated test images.
 """
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Callable
 
 import torch
 import torch.nn.functional as F
 import torchmetrics
 
+from leedl_cli.contract import Probability, Provided
 from leedl_cli.tasks.base import LeedlTask, StagedSteps
 
 STAGES = ("train", "val", "test")
@@ -49,11 +55,11 @@ class EpochTally:
 
 
 class Classification(StagedSteps, LeedlTask):
-    def __init__(self, model, optimizer=None, scheduler=None, num_classes: int = 10, label_smoothing: float = 0.0,
-                 plots: bool = False):
-        super().__init__(model, optimizer, scheduler)
-        self.plots = plots
-        self.num_classes = num_classes
+    """Any model that maps a batch of inputs to class logits: cross-entropy, accuracy per epoch."""
+
+    def __init__(self, model, optimizer=None, scheduler=None, run_dir: Path | None = None,
+                 label_smoothing: Annotated[float, Probability] = 0.0):
+        super().__init__(model, optimizer, scheduler, run_dir=run_dir)
         self.label_smoothing = label_smoothing
         self.tally = {s: EpochTally() for s in STAGES}
         self.acc = torch.nn.ModuleDict({f"{s}_acc": torchmetrics.MeanMetric() for s in STAGES})
@@ -82,26 +88,6 @@ class Classification(StagedSteps, LeedlTask):
         acc.reset()
         loss.reset()
 
-    def on_fit_start(self) -> None:
-        """Record the activation values one input creates (every module's output, for the memory comparison of
-        pooling vs strided convolutions), from one forward pass in eval mode."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        x = getattr(datamodule, "train", None)
-        if not isinstance(x, tuple) or not torch.is_tensor(x[0]) or x[0].dim() != 4:
-            return
-        sizes: list[int] = []
-        leaves = [m for m in self.model.modules() if not list(m.children())]
-        handles = [m.register_forward_hook(lambda m, i, o: sizes.append(o.numel()) if torch.is_tensor(o) else None)
-                   for m in leaves]
-        was_training = self.model.training
-        self.model.eval()
-        with torch.no_grad():
-            self.model(x[0][:1].to(self.device))
-        self.model.train(was_training)
-        for h in handles:
-            h.remove()
-        self.results["activations_per_image"] = int(sum(sizes))
-
     def training_step(self, batch, batch_idx):
         loss = self._step(batch, "train")
         if self.logs_this_step():
@@ -129,11 +115,45 @@ class Classification(StagedSteps, LeedlTask):
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "transformed_test_sets"):
-            for name, (x, y) in datamodule.transformed_test_sets().items():
-                acc = self.accuracy_on(x, y, getattr(datamodule, "eval_batch_size", 1000))
-                self.log(f"{name}/acc", acc)
+
+
+class ImageClassification(Classification):
+    """Classification of the images of an `ImageSpec`, with its transformed test sets and pictures."""
+
+    def __init__(self, model, optimizer=None, scheduler=None, run_dir: Path | None = None,
+                 label_smoothing: Annotated[float, Probability] = 0.0, plots: bool = False,
+                 train_images: Provided[Callable[[], torch.Tensor] | None] = None,
+                 test_images: Provided[Callable[[], tuple] | None] = None,
+                 transformed_test_sets: Provided[Callable[[], dict] | None] = None,
+                 eval_batch_size: Provided[int] = 1000, background: Provided[float] = 0.0):
+        super().__init__(model, optimizer, scheduler, run_dir=run_dir, label_smoothing=label_smoothing)
+        self.plots = plots
+        self.train_images, self.test_images = train_images, test_images
+        self.transformed_test_sets, self.eval_batch_size, self.background = (transformed_test_sets, eval_batch_size,
+                                                                             background)
+
+    def on_fit_start(self) -> None:
+        """Record the activation values one input creates (every module's output, for the memory comparison of
+        pooling vs strided convolutions), from one forward pass in eval mode."""
+        if self.train_images is None:
+            return
+        sizes: list[int] = []
+        leaves = [m for m in self.model.modules() if not list(m.children())]
+        handles = [m.register_forward_hook(lambda m, i, o: sizes.append(o.numel()) if torch.is_tensor(o) else None)
+                   for m in leaves]
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            self.model(self.train_images()[:1].to(self.device))
+        self.model.train(was_training)
+        for h in handles:
+            h.remove()
+        self.results["activations_per_image"] = int(sum(sizes))
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        for name, (x, y) in (self.transformed_test_sets() if self.transformed_test_sets else {}).items():
+            self.log(f"{name}/acc", self.accuracy_on(x, y, self.eval_batch_size))
 
     @torch.no_grad()
     def accuracy_on(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
@@ -145,11 +165,8 @@ class Classification(StagedSteps, LeedlTask):
         return correct / max(1, len(x))
 
     def on_test_end(self) -> None:
-        if not self.plots or self.run_dir is None or self.trainer.global_rank != 0:
-            return
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None or getattr(datamodule, "test", None) is None:
+        if not self.plots or self.run_dir is None or self.test_images is None or self.trainer.global_rank != 0:
             return
         from leedl_cli.analysis.cnn_plots import draw_cnn_plots
 
-        self.results["plots"] = draw_cnn_plots(self.model, datamodule, self.plots_dir())
+        self.results["plots"] = draw_cnn_plots(self.model, self.test_images(), self.plots_dir(), self.background)

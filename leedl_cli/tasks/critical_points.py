@@ -19,9 +19,14 @@ loss_before, loss_after (the last three null unless kind is saddle).
 """
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import torch
 from torch.func import functional_call
 
+from leedl_cli.contract import NonNegative, Positive
+from leedl_cli.errors import LeedlError
 from leedl_cli.tasks.base import LeedlTask
 
 
@@ -43,9 +48,14 @@ def unit_sign(v: torch.Tensor) -> torch.Tensor:
 
 
 class CriticalPoints(LeedlTask):
-    def __init__(self, model, optimizer=None, scheduler=None, point: list[float] | None = None, step: float = 1.0,
-                 grad_tol: float = 1e-6, eig_tol: float = 1e-6) -> None:
-        super().__init__(model, optimizer, scheduler)
+    def __init__(self, model, optimizer=None, scheduler=None, run_dir: Path | None = None,
+                 point: list[float] | None = None, step: Annotated[float, Positive] = 1.0,
+                 grad_tol: Annotated[float, NonNegative] = 1e-6, eig_tol: Annotated[float, NonNegative] = 1e-6) -> None:
+        super().__init__(model, optimizer, scheduler, run_dir=run_dir)
+        n = sum(p.numel() for p in model.parameters())
+        if point is not None and len(point) != n:
+            raise LeedlError(f"task.module.point={list(point)}: model {type(model).__name__} has {n} parameters; "
+                             f"give {n} numbers or null (the model's own start point)")
         self.point = None if point is None else [float(v) for v in point]
         self.step, self.grad_tol, self.eig_tol = float(step), float(grad_tol), float(eig_tol)
 

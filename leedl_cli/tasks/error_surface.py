@@ -25,9 +25,13 @@ import csv
 import json
 import logging
 import math
+from pathlib import Path
+from typing import Annotated
 
 import torch
 
+from leedl_cli.atomic import replace_atomically, write_text_atomic
+from leedl_cli.contract import AtLeastOne, NonNegative, Range
 from leedl_cli.models.surfaces import Surface
 from leedl_cli.tasks.base import LeedlTask
 
@@ -35,12 +39,14 @@ log = logging.getLogger(__name__)
 
 
 class ErrorSurface(LeedlTask):
-    def __init__(self, model, optimizer=None, scheduler=None, updates: int = 100_000, updates_per_step: int = 1000,
-                 max_rows: int = 4000, tol: float = 1e-3, settle_tol: float = 1e-3, burst_tol: float = 1e-2,
-                 grid: int = 121, analytic: bool = True) -> None:
-        super().__init__(model, optimizer, scheduler)
+    def __init__(self, model, optimizer=None, scheduler=None, run_dir: Path | None = None,
+                 updates: Annotated[int, AtLeastOne] = 100_000, updates_per_step: Annotated[int, AtLeastOne] = 1000,
+                 max_rows: Annotated[int, AtLeastOne] = 4000, tol: Annotated[float, NonNegative] = 1e-3,
+                 settle_tol: Annotated[float, NonNegative] = 1e-3, burst_tol: Annotated[float, NonNegative] = 1e-2,
+                 grid: Annotated[int, Range(2)] = 121, analytic: bool = True) -> None:
+        super().__init__(model, optimizer, scheduler, run_dir=run_dir)
         self.automatic_optimization = False
-        self.updates, self.updates_per_step = int(updates), max(1, int(updates_per_step))
+        self.updates, self.updates_per_step = int(updates), int(updates_per_step)
         self.max_rows, self.tol, self.settle_tol, self.burst_tol, self.grid = max_rows, tol, settle_tol, burst_tol, grid
         self.trajectory = torch.empty(self.updates + 1, 2, dtype=torch.float64)
         self.analytic = analytic and type(model).gradient is not Surface.gradient
@@ -160,11 +166,14 @@ class ErrorSurface(LeedlTask):
         rows = list(range(dense)) + list(range(dense, n, stride))
         if rows[-1] != n - 1:
             rows.append(n - 1)
-        with open(self.run_dir / "trajectory.csv", "w", newline="") as f:
+
+        def write(f) -> None:
             writer = csv.writer(f)
             writer.writerow(["update", *self.model.names, "loss"])
             for i in rows:
                 writer.writerow([i, repr(float(traj[i, 0])), repr(float(traj[i, 1])), repr(float(losses[i]))])
+
+        replace_atomically(self.run_dir / "trajectory.csv", write, newline="")
 
     def write_grid(self) -> None:
         w0, w1, b0, b1 = self.model.extent
@@ -175,4 +184,4 @@ class ErrorSurface(LeedlTask):
             Z = self.model.loss(W, B)
         grid = {"names": list(self.model.names), "w": ws.tolist(), "b": bs.tolist(), "loss": Z.tolist(),
                 **self.model.describe()}
-        (self.run_dir / "surface_grid.json").write_text(json.dumps(grid))
+        write_text_atomic(self.run_dir / "surface_grid.json", json.dumps(grid))

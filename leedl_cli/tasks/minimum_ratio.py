@@ -23,17 +23,22 @@ every training image. Each makes the first-layer weights from it redundant with 
 """
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from leedl_cli.contract import NonNegative, Positive
 from leedl_cli.tasks.base import LeedlTask
 
 
 class MinimumRatio(LeedlTask):
-    def __init__(self, model, optimizer=None, scheduler=None, train_updates: int = 300, critical_updates: int = 500,
-                 critical_lr: float = 3e-3, zero_tol: float = 1e-6) -> None:
-        super().__init__(model, optimizer, scheduler)
+    def __init__(self, model, optimizer=None, scheduler=None, run_dir: Path | None = None,
+                 train_updates: Annotated[int, NonNegative] = 300, critical_updates: Annotated[int, NonNegative] = 500,
+                 critical_lr: Annotated[float, Positive] = 3e-3, zero_tol: Annotated[float, NonNegative] = 1e-6) -> None:
+        super().__init__(model, optimizer, scheduler, run_dir=run_dir)
         self.automatic_optimization = False
         self.train_updates, self.critical_updates = int(train_updates), int(critical_updates)
         self.critical_lr, self.zero_tol = float(critical_lr), float(zero_tol)
