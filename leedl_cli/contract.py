@@ -76,13 +76,19 @@ class Range:
             return False
         return True
 
-    def describe(self) -> str:
-        parts = []
-        if self.low is not None:
-            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
-        if self.high is not None:
-            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
-        text = "a number " + " and ".join(parts) if parts else "a finite number"
+    def describe(self, kind: str = "a number") -> str:
+        """`a number from 0 to 1`, `an integer >= 1 (or -1)`, `a number > 0 and <= 1`, ..."""
+        def show(x: float) -> str:
+            return f"{x:g}"
+        if self.low is not None and self.high is not None and not (self.low_open or self.high_open):
+            text = f"{kind} from {show(self.low)} to {show(self.high)}"
+        else:
+            parts = []
+            if self.low is not None:
+                parts.append(f"{'>' if self.low_open else '>='} {show(self.low)}")
+            if self.high is not None:
+                parts.append(f"{'<' if self.high_open else '<='} {show(self.high)}")
+            text = f"{kind} " + " and ".join(parts) if parts else f"a finite {kind.split()[-1]}"
         if self.also:
             text += " (or " + ", ".join(str(a) for a in self.also) + ")"
         return text

@@ -19,6 +19,8 @@ import math
 import os
 import re
 import tempfile
+import types
+import typing
 from pathlib import Path
 from typing import Any, Callable
 
@@ -143,7 +145,8 @@ def check_node(path: str, node: dict, errors: list[str], leedl_keys: set[str] = 
         if not conforms(value, _strip(hint)):
             errors.append(f"{full}={_show(value)}: expected {_describe(_strip(hint))}")
             continue
-        check_value(full, value, errors, ranges_of(hint) + ([outside[key]] if key in outside else []))
+        check_value(full, value, errors, ranges_of(hint) + ([outside[key]] if key in outside else []),
+                    "an integer" if _integer(_strip(hint)) else "a number")
     owner_rules = getattr(target, "config_problems", None)
     if owner_rules is not None and len(errors) == bad_before:
         options = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
@@ -151,7 +154,13 @@ def check_node(path: str, node: dict, errors: list[str], leedl_keys: set[str] = 
         errors.extend(f"{path}.{line}" for line in owner_rules(options))
 
 
-def check_value(full: str, value: Any, errors: list[str], ranges: list[Range] = ()) -> None:
+def _integer(hint: Any) -> bool:
+    """`int` or `int | None`."""
+    return hint is int or (typing.get_origin(hint) in (typing.Union, types.UnionType)
+                           and [a for a in typing.get_args(hint) if a is not type(None)] == [int])
+
+
+def check_value(full: str, value: Any, errors: list[str], ranges: list[Range] = (), kind: str = "a number") -> None:
     leaf = full.rsplit(".", 1)[-1]
     if full in CHOICES and value not in CHOICES[full]:
         errors.append(f"{full}={_show(value)}: expected one of {', '.join(CHOICES[full])}")
@@ -165,7 +174,7 @@ def check_value(full: str, value: Any, errors: list[str], ranges: list[Range] = 
         return
     for r in ranges:
         if not r.holds(value):
-            errors.append(f"{full}={_show(value)}: expected {r.describe()}")
+            errors.append(f"{full}={_show(value)}: expected {r.describe(kind)}")
             return
 
 

@@ -18,11 +18,11 @@ BAD = [
     (["seed=xyz"], "seed=xyz: expected an integer"),
     (["seed=-3"], "seed=-3: expected an integer from 0"),
     (["trainer.max_epochs=abc"], "trainer.max_epochs=abc: expected an integer"),
-    (["trainer.max_epochs=0"], "trainer.max_epochs=0: expected an integer >= 1 (or -1: no limit)"),
+    (["trainer.max_epochs=0"], "trainer.max_epochs=0: expected an integer >= 1 (or -1)"),
     (["task.data.batch_size=0"], "task.data.batch_size=0: expected an integer >= 1"),
     (["optimizer.lr=-1"], "optimizer.lr=-1: expected a number > 0"),
     (["optimizer.lr=fast"], "optimizer.lr=fast: expected"),
-    (["model.dropout=1.5"], "model.dropout=1.5: expected a number from 0 to 1"),
+    (["model=mlp", "model.dropout=1.5"], "model.dropout=1.5: expected a number from 0 to 1"),
     (["trainer.precision=17"], "trainer.precision=17: expected one of"),
     (["trainer.accelerator=quantum"], "trainer.accelerator=quantum: expected one of cpu, gpu"),
     (["task.monitor_mode=middle"], "task.monitor_mode=middle: expected one of min, max"),
@@ -96,47 +96,6 @@ def test_cli_exits_2_with_one_line_and_leaves_no_run_directory(tmp_path):
     assert out.stderr.strip() == "leedl: error: trainer.max_epochs=abc: expected an integer (or null)"
     assert "Traceback" not in out.stderr + out.stdout
     assert not (tmp_path / "out").exists() and not (tmp_path / "outputs").exists()
-
-
-def test_every_choice_a_constructor_checks_is_a_literal_the_schema_knows():
-    """A parameter that a shipped class's __init__ checks with `if name not in CHOICES` must be annotated
-    `Literal[...]` with exactly those choices, so a bad value is caught before anything runs (exit 2, no run
-    directory) instead of failing inside the run. Walks every `_target_` under conf/."""
-    import importlib
-    import inspect
-    import re
-    import typing
-
-    from leedl_cli.validate import parameters
-
-    targets = set()
-    for path in (REPO / "conf").rglob("*.yaml"):
-        targets |= set(re.findall(r"_target_:\s*(leedl_cli\.[\w.]+)", path.read_text()))
-    checked = []
-    for target in sorted(targets):
-        module_name, _, name = target.rpartition(".")
-        cls = getattr(importlib.import_module(module_name), name)
-        if not inspect.isclass(cls):
-            continue
-        _, hints, _ = parameters(cls)
-        for klass in inspect.getmro(cls):
-            if "__init__" not in vars(klass) or not klass.__module__.startswith("leedl_cli"):
-                continue
-            source = inspect.getsource(klass.__init__)
-            module = sys.modules[klass.__module__]
-            for param, choices in re.findall(r"if (\w+) not in (\w+)", source):
-                if param not in inspect.signature(klass.__init__).parameters:
-                    continue
-                hint = hints.get(param)
-                args = [a for a in typing.get_args(hint) if a is not type(None)]
-                literal = hint if typing.get_origin(hint) is typing.Literal else next(
-                    (a for a in args if typing.get_origin(a) is typing.Literal), None)
-                assert literal is not None, f"{klass.__qualname__}({param}=...): checked against {choices}, not a Literal"
-                allowed = getattr(module, choices, None)
-                if allowed is not None:
-                    assert set(typing.get_args(literal)) == set(allowed), f"{klass.__qualname__}.{param} vs {choices}"
-                checked.append(f"{klass.__qualname__}.{param}")
-    assert len(checked) >= 10, checked     # the walk found the checks (translation, dann, go, ...)
 
 
 @pytest.mark.parametrize("override,message", [
