@@ -152,17 +152,23 @@ def resolve_resume(args: list[str]) -> list[str]:
 
 
 def cmd_run(args: list[str]) -> int:
+    import time
+
     args = resolve_resume(args)
     from leedl_cli.preflight import UsageError, preflight
 
     try:   # every value checked before Hydra creates a run directory
-        preflight(args)
+        base = preflight(args)
     except UsageError as err:
         lines = str(err).splitlines()
         _die(lines[0] if len(lines) == 1 else "bad config:\n  " + "\n  ".join(lines))
     from leedl_cli.errors import LeedlError
+    from leedl_cli.report.outcome import end_of_run, fix_output_dir, runs_of_this_command
     from leedl_cli.rundirs import claim_directories
 
+    multirun = any(a in ("-m", "--multirun") for a in args) or (base is not None and
+                                                               "MULTIRUN" in str(base.hydra.get("mode")))
+    args, where = fix_output_dir(args, base, multirun)
     try:   # a directory that holds a run is never written by another run
         args = claim_directories(args)
     except LeedlError as err:
@@ -170,21 +176,17 @@ def cmd_run(args: list[str]) -> int:
     from leedl_cli import run
 
     sys.argv = ["leedl run", *args]
-    from leedl_cli.results import SWEEP_STATUSES
-
-    run.main()
-    statuses = list(SWEEP_STATUSES) or run.JOB_STATUSES   # a sweep's jobs may have run in other processes
-    failed = [s for s in statuses if s == "failed"]
-    if failed:
-        last = run.LAST_RESULTS or {}
-        if len(statuses) == 1:
-            print(f"leedl run: failed: {last.get('error', 'see the log')}\n  run directory: {last.get('run_dir')}",
-                  file=sys.stderr)
-        else:
-            print(f"leedl run: {len(failed)} of {len(statuses)} jobs failed (see `leedl report` on the sweep)",
-                  file=sys.stderr)
-        return 1
-    return 0
+    started = time.time()
+    run.main()   # the exit status and the numbers printed come from the records the runs wrote
+    runs = runs_of_this_command(where, started, _output_root(args))
+    if base is None and not runs:   # Hydra printed help, the config, ...: nothing ran
+        return 0
+    code, out, err = end_of_run(runs, multirun, where)
+    for line in out:
+        print(line)
+    for line in err:
+        print(line, file=sys.stderr)
+    return code
 
 
 TRANSLATE_USAGE = """usage: leedl translate RUN [SENTENCE ...] [--decode greedy|beam|sampling] [--beam-size N]

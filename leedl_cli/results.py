@@ -8,7 +8,6 @@ from pathlib import Path
 from leedl_cli.atomic import json_safe, replace_atomically, write_csv_atomic, write_json_atomic  # noqa: F401
 
 RESULTS_FILE = "results.json"
-SWEEP_STATUSES: list[str] = []   # filled after `leedl run -m` from the sweep's results.json files
 
 
 def read_results(path: str | os.PathLike) -> dict:

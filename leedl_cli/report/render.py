@@ -149,7 +149,7 @@ def headline_line(run: dict) -> str:
 def job_lines(runs: list[dict], limit: int = 30) -> list[str]:
     """One line per job of a sweep: its folder, status and headline metrics (at most `limit` lines)."""
     names = list(dict.fromkeys(k for r in runs for k in headline(r)))[:4]
-    rows = [[Path(r["_dir"]).name, str(r.get("status")), *(fmt(headline(r).get(k), None) for k in names)]
+    rows = [[Path(r["_dir"]).name, str(r.get("status")) + (" (skipped: done before)" if r.get("skipped") else ""), *(fmt(headline(r).get(k), None) for k in names)]
             for r in sorted(runs, key=lambda r: (len(Path(r["_dir"]).name), Path(r["_dir"]).name))]
     widths = [max(len(x) for x in col) for col in zip(["job", "status", *names], *rows)]
     lines = ["  ".join(x.ljust(w) for x, w in zip(["job", "status", *names], widths)).rstrip()]

@@ -71,12 +71,19 @@ def _newest_mtime(run_dir: Path) -> float:
 
 
 def status_now(run: dict, run_dir: Path) -> tuple[str, str]:
-    """(status, why) of a record as it stands now. A `running` record is `running` while its process lives (pid and
-    host recorded, this host) and `killed` once it is gone; from another host, or without a pid, `running` while some
-    file of its run directory changed in the last STALE_S seconds, else `killed`."""
+    """(status, why) of a record as it stands now. A `running` record is `running` while its run holds the lock of
+    its directory (.leedl.lock: an OS lock, gone with the process however it ended), else `killed`; without a lock
+    file, while its process lives (pid and host recorded, this host); from another host or without a pid, while
+    some file of its run directory changed in the last STALE_S seconds."""
+    from leedl_cli.rundirs import LOCK_FILE, is_locked
+
     status = run["status"]
     if status != RUNNING:
         return status, ""
+    if (run_dir / LOCK_FILE).is_file():
+        if is_locked(run_dir):
+            return RUNNING, ""
+        return KILLED, "recorded as running, but no process holds its directory's lock: it ended without recording how"
     pid, host = run.get("pid"), run.get("host")
     if isinstance(pid, int) and host == platform.node():
         if _process_alive(pid):
