@@ -16,7 +16,7 @@ from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.utilities.exceptions import SIGTERMException  # noqa: F401  (re-exported for run.py)
 
-from leedl_cli.results import write_csv_atomic
+from leedl_cli.atomic import write_csv_atomic
 
 
 def should_update_logs(trainer: pl.Trainer) -> bool:

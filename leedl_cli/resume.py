@@ -10,9 +10,10 @@ import csv
 import os
 from pathlib import Path
 
+from leedl_cli.atomic import write_csv_atomic
 from leedl_cli.errors import LeedlError
 from leedl_cli.jobs import is_part_of_the_job, job_key, split_override
-from leedl_cli.results import RESULTS_FILE, read_results, write_csv_atomic
+from leedl_cli.results import RESULTS_FILE, read_results
 
 FINISHED = {"ok", "diverged"}
 # the overrides a resumed run may change: they only lengthen or shorten it (recorded as `resumed_with`)

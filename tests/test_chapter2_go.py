@@ -1,5 +1,6 @@
-"""go_policy on SGF files written here (no mirror needed): groups and liberties, captures checked against
-sgfmill's own board, the symmetries, the cache, a smoke run and a small pinned run the network must learn."""
+"""go_policy on SGF files written here (no mirror needed): groups and liberties, captures and ko checked against
+sgfmill's own board, legality, the symmetries, damaged archives and records, the cache, a smoke run and a small
+pinned run the network must learn."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +11,7 @@ from conftest import data_available
 
 
 def test_groups_and_liberties_of_a_known_board():
-    from leedl_cli.data.go import group_liberties
+    from leedl_cli.data.go_board import group_liberties
 
     b = np.zeros((19, 19), np.int8)
     b[0, 0] = 1                 # corner stone, (0,1) taken: 1 liberty
@@ -49,7 +50,8 @@ def test_captures_and_suicide_match_sgfmill_over_random_games():
 
 
 def test_setup_stones_passes_and_turns_since():
-    from leedl_cli.data.go import game_positions, planes
+    from leedl_cli.data.go import game_positions
+    from leedl_cli.data.go_features import planes
 
     record = sgf_game([(3, 3), None, (15, 15)], setup_black=[(3, 15), (15, 3)])
     stones, libs, since, labels = game_positions(record)
@@ -62,8 +64,45 @@ def test_setup_stones_passes_and_turns_since():
     assert x[1, 7, 3, 3] == 0 and x[1, 8, 3, 3] == 1, "the second turns-since plane marks the (3,3) stone"
 
 
+def test_simple_ko_matches_sgfmill_and_legality():
+    from sgfmill import boards
+
+    from leedl_cli.data.go_board import groups, is_legal, play, simple_ko
+
+    rng = np.random.default_rng(5)
+    kos = 0
+    for _ in range(6):
+        board, colour, mine = boards.Board(19), "b", np.zeros((19, 19), np.int8)
+        for r, c in random_game(rng, 300):
+            own = 1 if colour == "b" else 2
+            lab, libs = groups(mine)
+            expected = board.play(r, c, colour)    # sgfmill: the point forbidden by simple ko, or None
+            assert simple_ko(mine, r, c, own, lab, libs) == expected
+            kos += expected is not None
+            mine = play(mine, r, c, own, lab, libs)
+            colour = "w" if colour == "b" else "b"
+    assert kos >= 3, "the random games hold kos: the comparison covered them"
+
+    b = np.zeros((19, 19), np.int8)             # a ko in the corner region: black takes at (1, 1)
+    b[0, 1] = b[1, 0] = b[2, 1] = 1
+    b[1, 1] = 2
+    b[0, 2] = b[1, 3] = b[2, 2] = 2
+    lab, libs = groups(b)
+    assert is_legal(b, 1, 2, 1, lab, libs) and simple_ko(b, 1, 2, 1, lab, libs) == (1, 1)
+    after = play(b, 1, 2, 1, lab, libs)
+    lab, libs = groups(after)
+    assert after[1, 1] == 0 and not is_legal(after, 1, 1, 2, lab, libs, ko=(1, 1)), "retaking the ko at once"
+    assert is_legal(after, 1, 1, 2, lab, libs), "without the ko point it is a capture"
+    s = np.zeros((19, 19), np.int8)
+    s[0, 1] = s[1, 0] = 2
+    lab, libs = groups(s)
+    assert not is_legal(s, 0, 0, 1, lab, libs) and is_legal(s, 0, 0, 1, lab, libs, suicide_allowed=True)
+    assert not is_legal(s, 0, 1, 1, lab, libs), "an occupied point"
+    assert is_legal(s, 0, 0, 2, lab, libs), "filling one's own eye is legal"
+
+
 def test_symmetries_move_the_label_with_the_board():
-    from leedl_cli.data.go import symmetry_tables, transform_board
+    from leedl_cli.data.go_board import symmetry_tables, transform_board
 
     tables = symmetry_tables()
     assert len({tuple(t.tolist()) for t in tables}) == 8, "eight different symmetries"
@@ -76,20 +115,58 @@ def test_symmetries_move_the_label_with_the_board():
 
 def test_go_policy_smoke_on_archives_written_here_and_the_cache(run_leedl, tmp_path):
     rng = np.random.default_rng(1)
-    games = [sgf_game(random_game(rng, 40)) for _ in range(6)] + [b"(;GM[1]SZ[9];B[aa])", b"not sgf at all"]
+    games = [sgf_game(random_game(rng, 40)) for _ in range(6)] + [b"(;GM[1]SZ[9];B[aa])"]   # a 9x9 game: left out
     write_archive(tmp_path / "data" / "go-sgf" / "kgs" / "mine.tar.gz", games)
     args = ["debug=smoke", "task=go_policy", "seed=0", f"data_dir={tmp_path}/data", "task.data.train_games=3",
             "task.data.val_games=1", "task.data.test_games=2", "task.data.symmetries=true"]
     r = run_leedl(args)
     assert r["status"] == "ok", r.get("error")
     info = r["go_data"]
-    assert info["games_found"] == 8 and info["train_positions"] + info["val_positions"] + info["test_positions"] <= 240
+    assert info["games_found"] == 7 and info["train_positions"] + info["val_positions"] + info["test_positions"] <= 240
     assert 0.0 <= r["metrics"]["test/acc"] <= r["metrics"]["test/top5"] <= 1.0
     from leedl_cli.paths import cache_dir
     cached = sorted(p.name for p in cache_dir("go-sgf").glob("*.npz"))
     assert len(cached) >= 3
     r2 = run_leedl(args, name="again")
     assert r2["go_data"]["setup_s"] <= r["go_data"]["setup_s"] + 1.0 and r2["metrics"]["test/acc"] == r["metrics"]["test/acc"]
+
+
+def test_damaged_archives_and_records_are_named(run_leedl, tmp_path):
+    """A cut .tar.gz or .zip of SGF files and a record that does not parse are reported as damaged (which file,
+    what is wrong), not as missing."""
+    import zipfile
+
+    from leedl_cli.data.go import GoDataModule, list_sources, read_games
+    from leedl_cli.errors import CorruptDataError
+
+    rng = np.random.default_rng(6)
+    games = [sgf_game(random_game(rng, 40)) for _ in range(12)]
+    kgs = tmp_path / "data" / "go-sgf" / "kgs"
+    write_archive(kgs / "whole.tar.gz", games)
+    assert len(read_games(list_sources(str(tmp_path / "data"), "kgs/*.tar.gz", None))) == 12
+    data = (kgs / "whole.tar.gz").read_bytes()
+    (kgs / "cut.tar.gz").write_bytes(data[:len(data) // 2])
+    with pytest.raises(CorruptDataError, match=r"cannot read .*cut\.tar\.gz: it ends too early"):
+        read_games(list_sources(str(tmp_path / "data"), "kgs/cut.tar.gz", None))
+    r = run_leedl(["debug=smoke", "task=go_policy", f"data_dir={tmp_path}/data", "task.data.sgf_glob=kgs/cut.tar.gz"])
+    assert r["status"] == "failed" and r["error_type"] == "CorruptDataError" and "cut.tar.gz" in r["error"]
+
+    folder = tmp_path / "zips"
+    folder.mkdir()
+    with zipfile.ZipFile(folder / "games.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        for i, g in enumerate(games):
+            zf.writestr(f"games/{i:04d}.sgf", g)
+    assert [g for _, g in read_games(list_sources(None, "", str(folder)))] == games, "a zip reads like a tar.gz"
+    data = (folder / "games.zip").read_bytes()
+    (folder / "games.zip").write_bytes(data[:len(data) - 200])
+    with pytest.raises(CorruptDataError, match=r"cannot read .*games\.zip: it is not a valid zip file"):
+        read_games(list_sources(None, "", str(folder)))
+
+    write_archive(kgs / "bad.tar.gz", games[:5] + [b"not sgf at all"])
+    module = GoDataModule(root=str(tmp_path / "data"), sgf_glob="kgs/bad.tar.gz", train_games=4, val_games=0,
+                          test_games=2, cache=False)
+    with pytest.raises(CorruptDataError, match=r"bad\.tar\.gz, member games/0005\.sgf: it does not parse as an SGF"):
+        module.setup()
 
 
 def test_missing_go_data_and_bad_options_are_clear(run_leedl, tmp_path):
@@ -99,6 +176,7 @@ def test_missing_go_data_and_bad_options_are_clear(run_leedl, tmp_path):
     assert r["status"] == "failed" and "task.data.features=alpha: expected one of basic, history, alphago" in r["error"]
 
 
+@pytest.mark.slow
 def test_policy_network_learns_to_play_next_to_the_last_move(run_leedl, tmp_path):
     """Pinned: in games where each move is the point right of the previous one, the history planes show the last
     stone and a small no-pooling CNN learns the rule: >= 90% top-1 on held-out games."""

@@ -63,7 +63,8 @@ def test_ladder_escape_and_its_breaker():
 
 
 def test_every_point_agrees_with_playing_the_move():
-    from leedl_cli.data.go import game_positions, group_liberties, groups, play
+    from leedl_cli.data.go import game_positions
+    from leedl_cli.data.go_board import group_liberties, groups, play
     from leedl_cli.data.go_features import move_features
 
     rng = np.random.default_rng(3)
@@ -87,7 +88,8 @@ def test_every_point_agrees_with_playing_the_move():
 
 
 def test_alphago_planes_and_a_smoke_run(run_leedl, tmp_path):
-    from leedl_cli.data.go import game_positions, planes
+    from leedl_cli.data.go import game_positions
+    from leedl_cli.data.go_features import planes
 
     rng = np.random.default_rng(4)
     stones, libs, since, moves, pack = game_positions(sgf_game(random_game(rng, 80)), move_features=True)

@@ -1,8 +1,19 @@
-"""The move features of AlphaGo's 48 input planes (Silver et al. 2016, Extended Data Table 2), for `features=alphago`.
+"""The feature planes the policy network sees: one float plane [19, 19] per feature, built batch by batch from
+what is stored per position (`leedl_cli.data.go`: the stones from the mover's view, the liberties of each
+stone's group, how many turns ago each stone was played, and for `alphago` the packed move features).
 
-The planes that describe the board as it is (stone colour, ones, turns since, liberties) come from what
-`leedl_cli.data.go` stores for every position anyway. The rest describe what *each candidate move* would do, so
-they are computed once per position (at encoding time, cached) by `move_features`:
+Feature sets (`task.data.features`):
+
+- `basic` (7 planes): own stones, opponent stones, empty, liberties 1 / 2 / 3+ (of the group on the point), ones;
+- `history` (15): basic + "turns since" (AlphaGo's 8 planes: the stone was played 1, 2, ..., 7, 8+ moves ago);
+- `alphago` (48): the AlphaGo paper's input (Silver et al. 2016, Extended Data Table 2): stone colour (3), ones,
+  turns since (8), liberties 1..8+ (8), and what each move would do: capture size (8), self-atari size (8),
+  liberties after the move (8), ladder capture, ladder escape, sensibleness, zeros.
+
+Plane 2 (`EMPTY_PLANE`) is "empty" in every set: the task uses it to give occupied points no probability.
+
+The move features describe what *each candidate move* would do, so they are computed once per position (at
+encoding time, cached with the positions; ~2 ms a position on one core) by `move_features`:
 
 - capture size: opponent stones the move would capture;
 - self-atari size: the stones of the mover's group left with one liberty by the move (0 if it is not self-atari);
@@ -12,66 +23,27 @@ they are computed once per position (at encoding time, cached) by `move_features
 - ladder capture: the move puts an opponent group in atari and a ladder read says it cannot escape;
 - ladder escape: the move extends the mover's group out of atari and a ladder read says it escapes.
 
-Legal means an empty point that is not suicide; ko is not tracked (a move retaking a ko counts as legal). The
-ladder reader follows the chased group only: the prey extends at its last liberty, or captures an adjacent
-attacker group that is in atari; the attacker ataris at either liberty. A read that needs more than
-`LADDER_BUDGET` positions counts as "not a ladder". Unit tests check each feature on hand-made boards.
+Legal here means an empty point that is not suicide; ko is not part of a position's features (a move retaking a
+ko counts as legal). The ladder reader follows the chased group only: the prey extends at its last liberty, or
+captures an adjacent attacker group that is in atari; the attacker ataris at either liberty. A read that needs
+more than `LADDER_BUDGET` positions counts as "not a ladder". Unit tests check each feature on hand-made boards.
 
 What is stored per point is two int8 numbers (`pack`): capture size (0-7, 7 = 7+) | self-atari size (0-8) << 3 in
 the first; liberties after move (0-8) | sensible << 4 | ladder capture << 5 | ladder escape << 6 in the second.
 """
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
+import torch
 
-SIZE = 19
-POINTS = SIZE * SIZE
+from leedl_cli.data.go_board import DIAG, NEIGH, NEIGH_BITS, POINTS, SIZE, flat_group, flat_play
+
+FeatureSet = Literal["basic", "history", "alphago"]
+FEATURE_SETS: dict[str, int] = dict(zip(get_args(FeatureSet), (7, 15, 48)))   # feature set -> number of planes
+EMPTY_PLANE = 2
 LADDER_BUDGET = 300
-
-
-def _tables():
-    neigh, diag, bits = [], [], []
-    for p in range(POINTS):
-        r, c = divmod(p, SIZE)
-        n = [(r + dr) * SIZE + c + dc for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1))
-             if 0 <= r + dr < SIZE and 0 <= c + dc < SIZE]
-        d = [(r + dr) * SIZE + c + dc for dr, dc in ((-1, -1), (-1, 1), (1, -1), (1, 1))
-             if 0 <= r + dr < SIZE and 0 <= c + dc < SIZE]
-        neigh.append(n)
-        diag.append(d)
-        bits.append(sum(1 << q for q in n))
-    return neigh, diag, bits
-
-
-NEIGH, DIAG, NEIGH_BITS = _tables()
-
-
-def _group(board: list, p: int) -> tuple[set, set]:
-    """(stones, liberties) of the group on point p of a flat board (0 empty, 1, 2)."""
-    colour = board[p]
-    stones, libs, todo = {p}, set(), [p]
-    while todo:
-        q = todo.pop()
-        for n in NEIGH[q]:
-            if board[n] == 0:
-                libs.add(n)
-            elif board[n] == colour and n not in stones:
-                stones.add(n)
-                todo.append(n)
-    return stones, libs
-
-
-def _play(board: list, p: int, colour: int) -> list:
-    """A new flat board with `colour` on p and the opponent groups it leaves without liberties removed."""
-    new = list(board)
-    new[p] = colour
-    for n in NEIGH[p]:
-        if new[n] == 3 - colour:
-            stones, libs = _group(new, n)
-            if not libs:
-                for s in stones:
-                    new[s] = 0
-    return new
 
 
 class _Budget:
@@ -88,17 +60,17 @@ def _prey_escapes(board: list, prey: int, budget: _Budget) -> bool:
     if not budget.spend():
         return True                                   # unread: not proven a ladder
     colour = board[prey]
-    stones, libs = _group(board, prey)
+    stones, libs = flat_group(board, prey)
     if len(libs) != 1:
         return len(libs) >= 2
     # capturing an attacker group that is itself in atari, next to the prey, gets out
     for s in stones:
         for n in NEIGH[s]:
-            if board[n] == 3 - colour and len(_group(board, n)[1]) == 1:
+            if board[n] == 3 - colour and len(flat_group(board, n)[1]) == 1:
                 return True
     (run,) = libs
-    after = _play(board, run, colour)
-    _, libs = _group(after, prey)
+    after = flat_play(board, run, colour)
+    _, libs = flat_group(after, prey)
     if len(libs) >= 3:
         return True
     if len(libs) <= 1:
@@ -110,10 +82,10 @@ def _attacker_captures(board: list, prey: int, libs: set, budget: _Budget) -> bo
     """The prey (two liberties) is chased: does an atari at one of its liberties win the ladder?"""
     attacker = 3 - board[prey]
     for a in sorted(libs):
-        after = _play(board, a, attacker)
-        if not _group(after, a)[1]:                    # the atari stone would be captured at once
+        after = flat_play(board, a, attacker)
+        if not flat_group(after, a)[1]:                    # the atari stone would be captured at once
             continue
-        if len(_group(after, prey)[1]) == 1 and not _prey_escapes(after, prey, budget):
+        if len(flat_group(after, prey)[1]) == 1 and not _prey_escapes(after, prey, budget):
             return True
     return False
 
@@ -131,7 +103,7 @@ def move_features(view: np.ndarray) -> np.ndarray:
             empty_bits |= 1 << p
     for p in range(POINTS):
         if board[p] and not label[p]:
-            stones, libs = _group(board, p)
+            stones, libs = flat_group(board, p)
             g = len(stones_of)
             s_bits = 0
             for s in stones:
@@ -175,18 +147,18 @@ def move_features(view: np.ndarray) -> np.ndarray:
         # ladder capture: an opponent group with two liberties, one of them p, put in atari by p
         chased = [g for g in opp if nlibs[g] == 2]
         if chased:
-            after = _play(board, p, 1)
-            if _group(after, p)[1]:
+            after = flat_play(board, p, 1)
+            if flat_group(after, p)[1]:
                 for g in chased:
                     prey = (stones_of[g] & -stones_of[g]).bit_length() - 1
-                    if after[prey] == 2 and len(_group(after, prey)[1]) == 1 and \
+                    if after[prey] == 2 and len(flat_group(after, prey)[1]) == 1 and \
                             not _prey_escapes(after, prey, _Budget(LADDER_BUDGET)):
                         ladder_capture = True
                         break
         # ladder escape: an own group in atari whose last liberty is p, and the extension gets away
         if any(nlibs[g] == 1 for g in own):
-            after = _play(board, p, 1)
-            _, libs = _group(after, p)
+            after = flat_play(board, p, 1)
+            _, libs = flat_group(after, p)
             if len(libs) >= 3:
                 ladder_escape = True
             elif len(libs) == 2:
@@ -200,8 +172,6 @@ def planes_from_pack(pack_a, pack_b):
     """The 28 move-feature planes (torch bool [N, 28, 19, 19]) from the packed int8 tensors [N, 19, 19]: capture
     size 0..6, 7+ (8, legal moves only), self-atari size 1..7, 8+ (8), liberties after move 1..7, 8+ (8), ladder
     capture, ladder escape, sensibleness (3) and a plane of zeros (1). Illegal points have none of them on."""
-    import torch
-
     a = pack_a.long() & 0xFF
     b = pack_b.long() & 0xFF
     capture, self_atari = a & 7, a >> 3
@@ -213,3 +183,21 @@ def planes_from_pack(pack_a, pack_b):
     out += [(b >> 5) & 1 == 1, (b >> 6) & 1 == 1, legal & ((b >> 4) & 1 == 1)]
     out += [torch.zeros_like(legal)]
     return torch.stack(out, dim=1)
+
+
+def planes(stones: torch.Tensor, libs: torch.Tensor, since: torch.Tensor, features: FeatureSet,
+           pack: torch.Tensor | None = None) -> torch.Tensor:
+    """Feature planes float [N, P, 19, 19] from the compact int8 tensors [N, 19, 19] (and, for `alphago`, the
+    packed move features [N, 2, 19, 19])."""
+    s = stones.long()
+    libs = libs.long()
+    t = since.long()
+    ones = torch.ones_like(s, dtype=torch.bool)
+    if features == "alphago":
+        out = [s == 1, s == 2, s == 0, ones] + [t == k for k in range(1, 8)] + [t >= 8]
+        out += [libs == k for k in range(1, 8)] + [libs >= 8]
+        return torch.cat([torch.stack(out, dim=1), planes_from_pack(pack[:, 0], pack[:, 1])], dim=1).float()
+    out = [s == 1, s == 2, s == 0, libs == 1, libs == 2, libs >= 3, ones]
+    if features == "history":
+        out += [t == k for k in range(1, 8)] + [t >= 8]
+    return torch.stack(out, dim=1).float()

@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+from leedl_cli.atomic import write_text_atomic
 from leedl_cli.backbones import resolve_backbone
 from leedl_cli.errors import LeedlError
 
@@ -139,9 +140,7 @@ class Vocabulary:
                                   special_tokens=SPECIALS, show_progress=False)
         lines = (" ".join(t) if pretokenized else t for t in texts)
         tok.train_from_iterator(lines, trainer=trainer)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tok.save(str(tmp))
-        os.replace(tmp, path)
+        write_text_atomic(path, tok.to_str(pretty=True))
         log.info("vocabulary %s (%s, %d entries) trained and cached in %s", dataset, kind, tok.get_vocab_size(), path)
         return cls(tok, kind, pretokenized)
 
@@ -173,10 +172,7 @@ class Vocabulary:
         return cls(Tokenizer.from_file(str(path)), kind, pretokenized)
 
     def save(self, path) -> None:
-        path = Path(path)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        self.tokenizer.save(str(tmp))
-        os.replace(tmp, path)
+        write_text_atomic(path, self.tokenizer.to_str(pretty=True))
 
     def as_bert_tokenizer(self):
         """This vocabulary as a transformers fast tokenizer with BERT's conventions: `[CLS] a [SEP]`, pairs

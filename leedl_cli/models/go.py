@@ -9,17 +9,21 @@ maps scaled back up to 19x19 (nearest) before the 1x1 layer.
 """
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from leedl_cli.contract import AtLeastOne, Provided, Range
+
 
 class GoCNN(nn.Module):
-    def __init__(self, in_channels: int, board_size: int = 19, filters: int = 64, layers: int = 6,
+    def __init__(self, in_channels: Provided[int], board_size: Provided[int] = 19,
+                 filters: Annotated[int, AtLeastOne] = 64, layers: Annotated[int, Range(2)] = 6,
                  pooling: bool = False, batch_norm: bool = False) -> None:
+        """`layers`: all convolutional layers, at least 2 (the 5x5 one and the 1x1 output)."""
         super().__init__()
-        if layers < 2:
-            raise ValueError(f"model.layers={layers}: the policy network needs at least 2 layers (5x5 + 1x1)")
         self.board_size, self.pooling = board_size, pooling
 
         def block(c_in: int, kernel: int) -> list[nn.Module]:

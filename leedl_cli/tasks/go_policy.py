@@ -1,25 +1,33 @@
 """Move prediction (chapter 2.8, AlphaGo's supervised policy network): cross-entropy over the 361 points against
 the move the strong player made; top-1 and top-5 accuracy on held-out games.
 
-Occupied points get no probability (`mask_occupied`, from the data's "empty" plane): the network only has to
+Occupied points get no probability (`mask_occupied`, from the "empty" feature plane): the network only has to
 rank legal points. Counts add up over the epoch like `Classification` (`<stage>/acc` is top-1, `<stage>/top5`).
+results.json records the data's games and positions per split (`go_data`) and the training positions seen.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 
-from leedl_cli.data.go import EMPTY_PLANE
+from leedl_cli.contract import Probability, Provided
+from leedl_cli.data.go_features import EMPTY_PLANE
 from leedl_cli.tasks.classification import Classification
 
 
 class GoPolicy(Classification):
-    def __init__(self, model, optimizer=None, scheduler=None, mask_occupied: bool = True,
-                 label_smoothing: float = 0.0):
-        super().__init__(model, optimizer, scheduler, num_classes=361, label_smoothing=label_smoothing)
+    def __init__(self, model, optimizer=None, scheduler=None, run_dir: Path | None = None,
+                 mask_occupied: bool = True, label_smoothing: Annotated[float, Probability] = 0.0,
+                 data_info: Provided[Callable[[], dict] | None] = None):
+        super().__init__(model, optimizer, scheduler, run_dir=run_dir, label_smoothing=label_smoothing)
         self.mask_occupied = mask_occupied
+        self.data_info = data_info
         self.top5 = {s: [0, 0] for s in ("train", "val", "test")}
-        self.positions_seen = 0   # training examples the optimizer has stepped on (the issue asks for the count)
+        self.positions_seen = 0   # training examples the optimizer has stepped on
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(x)
@@ -52,7 +60,7 @@ class GoPolicy(Classification):
         self._log_epoch("test")
 
     def on_test_end(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and getattr(datamodule, "info", None):
-            self.results["go_data"] = dict(datamodule.info)
+        info = self.data_info() if self.data_info is not None else {}
+        if info:
+            self.results["go_data"] = info
         self.results["training_positions_seen"] = self.positions_seen
