@@ -37,6 +37,7 @@ $(STAMP): pyproject.toml
 
 run: install ## install if needed, then the default experiment (digits, cnn, adam; offline, CPU)
 	$(VENV)/bin/leedl run
+	@echo "next: source $(VENV)/bin/activate   (puts leedl on PATH; or call $(VENV)/bin/leedl)"
 
 test: install ## install if needed, then the fast test suite (what CI runs)
 	$(PY) -m pytest -q
