@@ -183,6 +183,18 @@ class RunRecord:
             write_text_atomic(hydra_dir / "config.yaml", OmegaConf.to_yaml(cfg))
             write_text_atomic(hydra_dir / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(self.results["overrides"])))
 
+    def _keep_weights_only(self) -> None:
+        """A finished run keeps weights, not training state (leedl_cli.checkpoint_io); results.json says its size."""
+        from leedl_cli.checkpoint_io import folder_bytes, keep_weights_of_finished_run
+
+        folder = self.run_dir / "checkpoints"
+        if folder.is_dir():
+            tested = self.results.get("tested_checkpoint")
+            now = keep_weights_of_finished_run(folder, tested)
+            if tested and now != tested:
+                self.results["tested_checkpoint"] = now   # the best epoch was the last: one file holds it
+        self.results["bytes"] = folder_bytes(self.run_dir)
+
     @property
     def checkpoint(self) -> str | None:
         """The checkpoint a resumed run continues from (None: a new run, or stopped before any checkpoint)."""
@@ -245,6 +257,8 @@ class RunRecord:
         if old.get("timings"):
             self.results["timings"]["before_resume_total_s"] = old["timings"].get("total_s")
         self.results["finished"] = _now(finished)
+        if self.writer and self.results["status"] in ("ok", "diverged"):
+            self._keep_weights_only()
         self.write()
         if self.writer:
             from leedl_cli.rundirs import release
