@@ -27,10 +27,6 @@ log = logging.getLogger("leedl")
 warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
-JOB_STATUSES: list[str] = []   # statuses of the jobs run in this process (the CLI's exit code)
-LAST_RESULTS: dict | None = None
-
-
 def _without(cfg: DictConfig, *keys: str) -> DictConfig:
     out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     for k in keys:
@@ -338,7 +334,6 @@ def skip_if_done(cfg: DictConfig, run_dir: Path, overrides: list[str], sweep: st
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
-    global LAST_RESULTS
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     overrides = list(hc.overrides.task)
@@ -353,8 +348,6 @@ def main(cfg: DictConfig) -> float | None:
         log.info("run %s: %s -> %s", results["status"], run_dir, RESULTS_FILE)
         if results.get("wandb_dir"):
             log.info("offline wandb run; to upload it: wandb sync %s", results["wandb_dir"])
-    JOB_STATUSES.append(results["status"])
-    LAST_RESULTS = results
     if results["status"] == "interrupted":   # a stopped job stops its sweep too (after recording itself)
         raise SystemExit(results["exit_code"])
     metric = (cfg.get("report") or {}).get("optimize")
