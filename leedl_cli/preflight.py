@@ -47,7 +47,24 @@ def _compose(overrides: list[str]) -> DictConfig:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
             return compose(config_name="config", overrides=overrides, return_hydra_config=True)
     except HydraException as err:   # an unknown option lists the valid ones; the search path is noise here
-        raise UsageError(str(err).split("\nConfig search path:")[0].strip()) from None
+        message = str(err).split("\nConfig search path:")[0].strip()
+        raise UsageError(_suggest(message, overrides) or message) from None
+
+
+def _suggest(message: str, overrides: list[str]) -> str | None:
+    """For a key the config does not have: "did you mean ...", from the config composed without it."""
+    from leedl_cli.cli import GROUPS
+    from leedl_cli.suggest import did_you_mean, unknown_key
+
+    key = unknown_key(message)
+    if key is None:
+        return None
+    rest = [o for o in overrides if o.lstrip("+~").partition("=")[0] != key]
+    try:
+        cfg = _compose(rest) if rest != overrides else None
+    except UsageError:
+        return None
+    return did_you_mean(key, cfg, GROUPS) if cfg is not None else None
 
 
 def _plain(element: Any) -> Any:
