@@ -47,9 +47,24 @@ def test_lr_too_big_oscillates(run_leedl):
     assert r["final_loss"] > 100 and r["loss_range_last_10pct"] < 1.0  # stuck oscillating, not converging
 
 
-def test_lr_too_small_stalls_analytically():
-    """Fig 1.23(b): on the flat axis (curvature a=1) 1e5 updates of lr 1e-7 cover 1-(1-1e-7)^1e5 ~ 1% < 10%."""
-    assert 1 - (1 - 1e-7 * 1.0) ** 100_000 < 0.1
+def test_lr_too_small_stalls():
+    """Fig 1.23(b): T plain gradient-descent updates of lr 1e-7 (the task's closed-form update loop) move each
+    coordinate by at most T * lr * max|gradient|: |dL/dw| <= a |w - w*| + tilt c s and |dL/db| <= c s on this
+    surface. The measured moves are inside those bounds and the flat coordinate covers a sliver of its way."""
+    from leedl_cli.tasks.error_surface import ErrorSurface
+
+    T, lr = 10_000, 1e-7
+    surface = ElongatedQuadratic()                       # start (-10, 3), minimum (0, 0)
+    task = ErrorSurface(surface, updates=T)
+    task.on_train_start()
+    task._updates_closed_form(torch.optim.SGD([surface.theta], lr=lr), None, T)
+    traj = task.trajectory[: task.done + 1]
+    out = task.summary(traj, surface.loss(traj[:, 0], traj[:, 1]))
+    assert out["updates_done"] == T
+    moved_w, moved_b = out["final_w"] + 10.0, 3.0 - out["final_b"]
+    assert 0 < moved_w <= T * lr * (surface.a * 10.0 + surface.tilt * surface.c * surface.s)
+    assert 0 < moved_b <= T * lr * surface.c * surface.s
+    assert out["flat_fraction_covered"] == pytest.approx(moved_w / 10.0) and out["flat_fraction_covered"] < 0.01
 
 
 def test_adagrad_reaches_minimum_then_decay_without_bursts(run_leedl):

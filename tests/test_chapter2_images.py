@@ -162,3 +162,67 @@ def test_stn_cnn_smoke_draws_the_transformer_plot(run_leedl, tmp_path):
                    "task.module.plots=true", "task.data.augment=rotate:45", "task.data.test_rotations=[30]"])
     assert r["status"] == "ok", r.get("error")
     assert "spatial_transformer.png" in r["plots"] and "test_rot30/acc" in r["metrics"]
+
+
+def test_digits_provide_the_image_spec_models_and_tasks_are_built_from():
+    from leedl_cli.contract import contract_problems, needs
+    from leedl_cli.data.images import DigitsDataModule, ImageSpec
+    from leedl_cli.models.cnn import CNN
+    from leedl_cli.models.mlp import MLP
+    from leedl_cli.models.vit import ViT
+    from leedl_cli.tasks.classification import ImageClassification
+    from leedl_cli.tasks.minimum_ratio import MinimumRatio
+
+    dm = DigitsDataModule()
+    spec = dm.provides()
+    assert isinstance(spec, ImageSpec) and (spec.num_classes, spec.in_channels, spec.image_size) == (10, 1, 8)
+    assert spec.train_images() is dm.train[0] and spec.test_images() is dm.test and spec.background == -1.0
+    assert set(needs(MLP)) == set(needs(CNN)) == set(needs(ViT)) == {"num_classes", "in_channels", "image_size"}
+    for model, task in ((MLP, ImageClassification), (CNN, ImageClassification), (MLP, MinimumRatio)):
+        assert contract_problems(DigitsDataModule, model, task) == []
+    # the pixels that vary between training images as K channels of one pixel: the MLP's input width is K
+    blank = DigitsDataModule(drop_blank_pixels=True)
+    spec = blank.provides()
+    assert spec.image_size == 1 and spec.in_channels == 64 - len(blank.blank_pixels) == blank.train[0].shape[1]
+    mlp = MLP(spec.in_channels, spec.image_size, spec.num_classes, hidden=[4])
+    assert mlp.net[1].in_features == spec.in_channels and mlp(blank.train[0][:3]).shape == (3, 10)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("model=mlp model.activation=elu", "model.activation=elu: expected one of relu, sigmoid, tanh, gelu"),
+    ("model=mlp model.dropout=1.5", "model.dropout=1.5: expected a number from 0 to 1"),
+    ("model=mlp model.hidden=[64,0]", "model.hidden=[64, 0]: expected layer widths >= 1"),
+    ("model=cnn model.channels=[0,8]", "model.channels=[0, 8]: expected layer widths >= 1"),
+    ("model=cnn +model.in_channels=3", "model.in_channels: provided by the data of task=mnist"),
+    ("+task.data.train_fraction=0", "task.data.train_fraction=0: expected a number > 0 and <= 1"),
+    ("task.data.train_size=0", "task.data.train_size=0: expected an integer >= 1"),
+    ("task.data.batch_size=0", "task.data.batch_size=0: expected an integer >= 1"),
+    ("task.data.test_scales=[0.5,0]", "task.data.test_scales=[0.5, 0]: expected scales > 0"),
+    ("task.data.augment=rotate+flip", "task.data.augment='rotate+flip': this data set's labels do not survive"),
+])
+def test_image_options_are_checked_before_the_run(compose_cfg, override, message):
+    from leedl_cli.validate import problems
+
+    found = problems(compose_cfg(["task=mnist", *override.split()]))
+    assert any(message in line for line in found), found
+
+
+def test_vit_heads_must_divide_its_width(compose_cfg):
+    from leedl_cli.validate import problems
+
+    found = problems(compose_cfg(["task=mnist", "model=vit", "model.d_model=30", "model.num_heads=4"]))
+    assert "model.num_heads=4: d_model=30 is not divisible by num_heads" in found
+    assert problems(compose_cfg(["task=mnist", "model=vit", "model.pooling=mean"])) == []
+
+
+def test_channels_last_run_equals_the_contiguous_run(run_leedl):
+    """channels_last=true changes the memory order of the convolutions, not what they compute: the same seed
+    gives the same training and test numbers (up to float rounding)."""
+    common = ["task=digits", "model=cnn", "seed=0", "threads=1", "logger=none", "callbacks=none",
+              "trainer.max_epochs=1", "trainer.limit_train_batches=10", "trainer.enable_progress_bar=false"]
+    plain = run_leedl([*common, "channels_last=false"], name="plain")
+    last = run_leedl([*common, "channels_last=true"], name="last")
+    assert plain["status"] == last["status"] == "ok", (plain.get("error"), last.get("error"))
+    for key in ("train/loss", "val/loss", "test/loss"):
+        assert last["metrics"][key] == pytest.approx(plain["metrics"][key], rel=1e-4), key
+    assert abs(last["metrics"]["test/acc"] - plain["metrics"]["test/acc"]) <= 1 / 360 + 1e-9
