@@ -231,7 +231,7 @@ def check_horizon(values: dict, errors: list[str]) -> None:
     if trainer.get("max_epochs") != -1 or (trainer.get("max_steps") or -1) != -1 or "_target_" not in scheduler:
         return
     if scheduler.get("interval", "step") == "epoch" or getattr(_import(scheduler["_target_"]), "needs_horizon", False):
-        errors.append(f"trainer.max_epochs=-1: scheduler={scheduler.get('name') or scheduler['_target_']} needs the "
+        errors.append(f"trainer.max_epochs=-1: scheduler={scheduler['_target_'].rsplit('.', 1)[-1]} needs the "
                       f"run's length; give trainer.max_steps or use scheduler=constant")
 
 
