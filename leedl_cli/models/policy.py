@@ -11,10 +11,13 @@ from typing import Literal
 import torch
 from torch import nn
 
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+from leedl_cli.contract import Provided
+
+Activation = Literal["relu", "tanh"]
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
-def mlp(sizes: list[int], activation: str) -> nn.Sequential:
+def mlp(sizes: list[int], activation: Activation) -> nn.Sequential:
     layers: list[nn.Module] = []
     for a, b in zip(sizes[:-1], sizes[1:]):
         layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
@@ -29,11 +32,9 @@ def _init(layer: nn.Linear, gain: float) -> None:
 class ActorCritic(nn.Module):
     """forward(s) -> (logits of pi(.|s) [B, n_actions], V(s) [B])."""
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden: list[int] = (64, 64), activation: Literal["relu", "tanh"] = "tanh",
-                 shared: bool = False, orthogonal_init: bool = True) -> None:
+    def __init__(self, obs_dim: Provided[int], n_actions: Provided[int], hidden: list[int] = (64, 64),
+                 activation: Activation = "tanh", shared: bool = False, orthogonal_init: bool = True) -> None:
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
         sizes = [obs_dim, *hidden]
         self.shared = shared
         self.actor_body = mlp(sizes, activation)
@@ -63,7 +64,7 @@ class ActorCritic(nn.Module):
 class ValueTable(nn.Module):
     """A tabular critic: V(s) is one number per state, all starting at `init`."""
 
-    def __init__(self, n_states: int = 2, init: float = 0.0) -> None:
+    def __init__(self, n_states: Provided[int] = 2, init: float = 0.0) -> None:
         super().__init__()
         self.v = nn.Parameter(torch.full((n_states,), float(init)))
 

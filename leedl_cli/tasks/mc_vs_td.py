@@ -1,8 +1,5 @@
-"""Monte Carlo vs temporal difference (LeeDL section 7.4.5): a critic watches the book's 8 episodes, gamma = 1.
-
-    episode 1:     s_a, r=0, s_b, r=0, end
-    episodes 2-7:  s_b, r=1, end
-    episode 8:     s_b, r=0, end
+"""Monte Carlo vs temporal difference (LeeDL section 7.4.5): a critic watches the book's 8 episodes
+(leedl_cli.data.book_episodes), gamma = 1.
 
 Each critic (a `ValueTable` by default: one V per state) is trained by gradient descent on these transitions:
     MC:  V(s_t) -> G_t                        (the return that followed s_t in its episode)
@@ -13,78 +10,41 @@ from __future__ import annotations
 
 import copy
 import logging
+from pathlib import Path
+from typing import Annotated, get_args
 
-import pytorch_lightning as pl
 import torch
 
+from leedl_cli.contract import Probability, Provided
+from leedl_cli.data.book_episodes import END
 from leedl_cli.tasks import returns
 from leedl_cli.tasks.base import LeedlTask
+from leedl_cli.tasks.returns import Critic
 
 log = logging.getLogger(__name__)
 
-S_A, S_B, END = 0, 1, -1
-STATE_NAMES = {S_A: "s_a", S_B: "s_b"}
-BOOK_EPISODES = [[(S_A, 0.0), (S_B, 0.0)]] + [[(S_B, 1.0)]] * 6 + [[(S_B, 0.0)]]
+CRITICS = get_args(Critic)
 BOOK_VALUES = {"mc": {"s_a": 0.0, "s_b": 0.75}, "td": {"s_a": 0.75, "s_b": 0.75}}
-
-
-def transitions(episodes=BOOK_EPISODES) -> dict[str, torch.Tensor]:
-    """The episodes as transitions (s_t, r_t, s_t+1, done_t) in order; s_t+1 = END after the last step."""
-    s, r, s_next, done = [], [], [], []
-    for ep in episodes:
-        for t, (state, reward) in enumerate(ep):
-            last = t == len(ep) - 1
-            s.append(state), r.append(reward), done.append(last)
-            s_next.append(END if last else ep[t + 1][0])
-    return {"s": torch.tensor(s), "r": torch.tensor(r), "s_next": torch.tensor(s_next), "done": torch.tensor(done)}
-
-
-class Repeat:
-    """The same batch `n` times (an iterable with a length, as Lightning wants of a loader)."""
-
-    def __init__(self, batch, n: int) -> None:
-        self.batch, self.n = batch, n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self):
-        return iter([self.batch] * self.n)
-
-
-class BookEpisodesDataModule(pl.LightningDataModule):
-    """All transitions of the 8 episodes as one batch, shown `updates` times (one gradient step each)."""
-
-    def __init__(self, n_states: int = 2, updates: int = 300) -> None:
-        super().__init__()
-        self.n_states, self.updates = n_states, updates
-
-    def model_kwargs(self) -> dict:
-        return {"n_states": self.n_states}
-
-    def _batch(self) -> list[torch.Tensor]:
-        b = transitions()
-        return [b["s"], b["r"], b["s_next"], b["done"]]
-
-    def train_dataloader(self):
-        return Repeat(self._batch(), self.updates)
-
-    def test_dataloader(self):
-        return Repeat(self._batch(), 1)
 
 
 class CriticFitting(LeedlTask):
     """Trains one copy of the critic per method in `critics` (mc, td) on the same episodes."""
 
-    def __init__(self, model, optimizer=None, scheduler=None, critics: list[str] = ("mc", "td"),
-                 gamma: float = 1.0) -> None:
-        super().__init__(model, optimizer, scheduler)
-        unknown = set(critics) - {"mc", "td"}
-        if unknown:
-            from leedl_cli.errors import LeedlError
-            raise LeedlError(f"unknown critic training {sorted(unknown)}; choose from mc, td")
+    def __init__(self, model, optimizer=None, scheduler=None, run_dir: Path | None = None,
+                 state_names: Provided[tuple[str, ...]] = ("s_a", "s_b"), n_episodes: Provided[int] = 8,
+                 critics: list[Critic] = ("mc", "td"), gamma: Annotated[float, Probability] = 1.0) -> None:
+        super().__init__(model, optimizer, scheduler, run_dir=run_dir)
         self.critics = torch.nn.ModuleDict({c: copy.deepcopy(model) for c in critics})
+        self.state_names, self.n_episodes = tuple(state_names), n_episodes
         self.gamma = gamma
+
+    @classmethod
+    def config_problems(cls, options: dict) -> list[str]:
+        critics = list(options.get("critics") or ())
+        unknown = [c for c in critics if c not in CRITICS]
+        if unknown:
+            return [f"critics={critics}: expected a list of {', '.join(CRITICS)} (not {', '.join(map(str, unknown))})"]
+        return []
 
     def parameters_to_optimize(self):
         return list(self.critics.parameters())
@@ -109,7 +69,7 @@ class CriticFitting(LeedlTask):
 
     @torch.no_grad()
     def values(self) -> dict[str, dict[str, float]]:
-        return {c: {name: float(self.critics[c](torch.tensor([s]))[0]) for s, name in STATE_NAMES.items()}
+        return {c: {name: float(self.critics[c](torch.tensor([s]))[0]) for s, name in enumerate(self.state_names)}
                 for c in self.critics}
 
     def test_step(self, batch, batch_idx) -> None:
@@ -118,7 +78,7 @@ class CriticFitting(LeedlTask):
             for name, value in vs.items():
                 self.log(f"test/V_{name}_{c}", value, batch_size=1)
         self.results["mc_vs_td"] = {"values": values, "book": {c: BOOK_VALUES[c] for c in values},
-                                    "gamma": self.gamma, "episodes": len(BOOK_EPISODES)}
+                                    "gamma": self.gamma, "episodes": self.n_episodes}
         for c, vs in values.items():
             log.info("%s critic: V(s_a) = %.4f, V(s_b) = %.4f   (book: V(s_a) = %.2f, V(s_b) = %.2f)",
                      c.upper(), vs["s_a"], vs["s_b"], BOOK_VALUES[c]["s_a"], BOOK_VALUES[c]["s_b"])

@@ -6,7 +6,12 @@ critic may bootstrap V(s_t+1) after a truncation but never after a termination.
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+
+Critic = Literal["mc", "td"]
+"""How a critic V(s_t) learns: towards the Monte Carlo return G_t (mc) or towards r_t + gamma V(s_t+1) (td)."""
 
 
 def reward_to_go(r: torch.Tensor, done: torch.Tensor, gamma: float = 1.0,
