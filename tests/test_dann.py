@@ -9,6 +9,8 @@ import gzip
 import io
 import json
 import math
+import os
+import signal
 import zipfile
 from pathlib import Path
 
@@ -445,6 +447,40 @@ def test_channels_last_is_the_same_computation(run_leedl, mirror, small_fp32_run
     assert contiguous["train/loss"] == pytest.approx(channels_last["train/loss"], rel=1e-4)
     for k in PINNED:
         assert contiguous[k] == pytest.approx(channels_last[k], abs=1e-6), k
+
+
+class SignalAt(pl.Callback):
+    """Sends this process SIGTERM after update `step`, as `docker stop` or SLURM would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.slow
+def test_a_run_stopped_mid_epoch_resumes_to_the_numbers_of_the_whole_run(mirror, tmp_path, monkeypatch,
+                                                                       small_fp32_run):
+    """Stopped after update 20 (epoch 2, its third pair of batches) and resumed: the same paired batches, the same
+    moving average of the weights and the same epoch tallies as the run that was not stopped."""
+    from conftest import run_overrides
+
+    from leedl_cli import run
+
+    build = run.build_callbacks
+    overrides = [*SMALL_RUN, f"data_dir={mirror}", "trainer.precision=32-true"]
+    monkeypatch.setattr(run, "build_callbacks", lambda cfg, run_dir: build(cfg, run_dir) + [SignalAt(20)])
+    stopped = run_overrides(overrides, tmp_path / "run")
+    assert stopped["status"] == "interrupted" and stopped["interrupted_at_step"] == 20
+    assert stopped["interrupted_checkpoint"].endswith("last.ckpt")
+    monkeypatch.setattr(run, "build_callbacks", build)
+    resumed = run_overrides([*overrides, f"resume={tmp_path / 'run'}"], tmp_path / "run")
+    assert resumed["status"] == "ok", resumed.get("error")
+    assert resumed["resumed"][0]["from_step"] == 20
+    for k, v in small_fp32_run["metrics"].items():
+        assert resumed["metrics"][k] == pytest.approx(v, rel=1e-6, abs=1e-9), k
 
 
 def test_channels_last_dann_step_has_the_same_loss_and_gradients():
