@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -112,25 +113,29 @@ def test_resume_refuses_overrides_that_change_the_job(tmp_path):
 
 @pytest.mark.slow
 def test_a_resumed_run_records_the_length_it_was_given(tmp_path):
+    import signal
+
     env = dict(os.environ, WANDB_MODE="offline")
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "leedl_cli.cli", "run", "trainer.max_epochs=1", "seed=0", *QUIET]
-    out = subprocess.run([*cmd, f"hydra.run.dir={run_dir}", "callbacks.model_checkpoint.save_weights_only=false"],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    record = json.loads((run_dir / "results.json").read_text())
-    record["status"] = "running"   # as a killed run leaves it
-    (run_dir / "results.json").write_text(json.dumps(record))
-    ckpt = run_dir / "checkpoints" / "last.ckpt"
-    full = torch.load(next(p for p in (run_dir / "checkpoints").glob("epoch*.ckpt")), weights_only=False)
-    torch.save(full, ckpt)   # the finished run kept weights only: give it back its training state
-    res = subprocess.run([sys.executable, "-m", "leedl_cli.cli", "run", f"resume={run_dir}", "trainer.max_epochs=2"],
+    proc = subprocess.Popen([sys.executable, "-m", "leedl_cli.cli", "run", "trainer.max_epochs=60", "seed=0", *QUIET,
+                             f"hydra.run.dir={run_dir}"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while proc.poll() is None and time.time() < deadline and not (run_dir / "checkpoints" / "last.ckpt").is_file():
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    assert json.loads((run_dir / "results.json").read_text())["status"] == "interrupted"
+    refused = subprocess.run([sys.executable, "-m", "leedl_cli.cli", "run", f"resume={run_dir}", "optimizer.lr=0.05"],
+                             cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "optimizer.lr would change what the run computes" in refused.stderr
+    res = subprocess.run([sys.executable, "-m", "leedl_cli.cli", "run", f"resume={run_dir}", "trainer.max_epochs=3"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     resumed = json.loads((run_dir / "results.json").read_text())
-    assert resumed["status"] == "ok" and resumed["resumed_with"] == ["trainer.max_epochs=2"]
-    assert "trainer.max_epochs=2" in resumed["overrides"] and "trainer.max_epochs=1" not in resumed["overrides"]
-    assert "max_epochs: 2" in (run_dir / ".hydra" / "config.yaml").read_text()
+    assert resumed["status"] == "ok" and resumed["resumed_with"] == ["trainer.max_epochs=3"]
+    assert "trainer.max_epochs=3" in resumed["overrides"] and "trainer.max_epochs=60" not in resumed["overrides"]
+    assert "max_epochs: 3" in (run_dir / ".hydra" / "config.yaml").read_text()
 
 
 def test_a_damaged_last_checkpoint_falls_back_to_the_newest_readable_one(tmp_path, caplog):
