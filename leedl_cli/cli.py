@@ -15,7 +15,7 @@ usage:
   leedl run resume=RUN_DIR|auto     continue an interrupted run from its last checkpoint, in its directory
   leedl run -m ... skip_done=true   re-run a sweep: jobs that already ended ok are skipped, the rest run
   leedl run --help | --cfg job | --info    Hydra's own help, composed config, and config search path
-  leedl report PATH [--metric M] [--x PARAM] [--curves]   table (mean ± std over seeds), report.md/.csv, plots
+  leedl report PATH [--metric M] [--x PARAM] [--curves] [--out DIR]   table (mean ± std over seeds), report.md/.csv, plots
   leedl list [GROUP]                what each config group offers ({groups})
   leedl data [list|check] [--verify]  where each data set is looked for, whether it is there (and intact)
   leedl translate RUN [SENTENCE ...]   translate with a task=translation run (beam 5; --decode, --beam-size, ...)
