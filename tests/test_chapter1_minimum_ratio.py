@@ -12,12 +12,16 @@ def test_configs_compose(compose_cfg):
     assert compose_cfg(["experiment=batch_size_time"]).report.get("plots")
 
 
-def test_smoke_counts_eigenvalues(run_leedl):
-    r = run_leedl(["task=minimum_ratio", "debug=smoke", "threads=1", "seed=0"])
+@pytest.mark.parametrize("drop_blank,n,blank", [(False, 310, 4), (True, 294, 0)])
+def test_smoke_counts_eigenvalues(run_leedl, drop_blank, n, blank):
+    """64 pixels -> 4 -> 10: 310 parameters; without the 4 pixels blank in every training image: 60*4+4 + 50 = 294."""
+    r = run_leedl(["task=minimum_ratio", "debug=smoke", "threads=1", "seed=0",
+                   f"task.data.drop_blank_pixels={str(drop_blank).lower()}"])
     assert r["status"] == "ok", r.get("error")
-    assert r["n_parameters"] == 310 == len(r["eigenvalues"])
-    assert r["n_positive"] + r["n_negative"] + r["n_zero"] == 310
-    assert r["minimum_ratio"] == pytest.approx(r["n_positive"] / 310)
+    assert r["n_parameters"] == n == len(r["eigenvalues"])
+    assert r["n_positive"] + r["n_negative"] + r["n_zero"] == n
+    assert r["minimum_ratio"] == pytest.approx(r["n_positive"] / n)
+    assert r["n_blank_inputs"] == blank and r["zero_eigenvalues_from_blank_inputs"] == 4 * blank
 
 
 def test_minimum_ratio_plot(tmp_path):

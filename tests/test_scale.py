@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow   # every test here runs `leedl` in subprocesses (signals, DDP, sweeps, Optuna)
+
 REPO = Path(__file__).resolve().parents[1]
 QUIET = ["logger=csv", "trainer.enable_progress_bar=false"]
 
