@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from leedl_cli import jobs
-from leedl_cli import report
+from leedl_cli import jobs, report
 from leedl_cli.resume import job_key
 
 A = ["optimizer=adam", "seed=0", "threads=1", "logger=csv", "hydra.launcher.n_jobs=2"]

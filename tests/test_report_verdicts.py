@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from leedl_cli import report
-from leedl_cli.report import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED
 from leedl_cli.errors import LeedlError
+from leedl_cli.report import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED
 
 
 def make_sweep(root: Path, groups: dict[str, list[float]], key: str = "opt", metric: str = "test/acc",

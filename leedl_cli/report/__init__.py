@@ -13,7 +13,19 @@ listed. What an experiment wants drawn and compared comes from its `report:` con
 """
 from __future__ import annotations
 
-from leedl_cli.report.claims import (FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED, book_rows, claim_check,  # noqa: F401
-                                     parse_check, summary_line, verdict)
-from leedl_cli.report.cli import report_main  # noqa: F401
-from leedl_cli.report.runs import group_label, load_runs, report_config, summarize  # noqa: F401
+from leedl_cli.report.claims import (
+                                     FAILS,
+                                     HOLDS,
+                                     INCONCLUSIVE,
+                                     NOT_MEASURED,
+                                     book_rows,
+                                     claim_check,
+                                     parse_check,
+                                     summary_line,
+                                     verdict,
+)
+from leedl_cli.report.cli import report_main
+from leedl_cli.report.runs import group_label, load_runs, report_config, summarize
+
+__all__ = ["FAILS", "HOLDS", "INCONCLUSIVE", "NOT_MEASURED", "book_rows", "claim_check", "group_label", "load_runs",
+           "parse_check", "report_config", "report_main", "summarize", "summary_line", "verdict"]

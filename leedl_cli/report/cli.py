@@ -16,8 +16,18 @@ from leedl_cli.jobs import split_override as override_key
 from leedl_cli.report.claims import book_rows
 from leedl_cli.report.plots import extra_plots, plot_curves, plot_metric_vs_param, resolve_plot
 from leedl_cli.report.render import markdown, print_table, write_csv, write_markdown
-from leedl_cli.report.runs import (by_task, choose_metrics, failures, grouping, known_metric, load_runs, metric_names,
-                                   report_config, run_value, summarize)
+from leedl_cli.report.runs import (
+    by_task,
+    choose_metrics,
+    failures,
+    grouping,
+    known_metric,
+    load_runs,
+    metric_names,
+    report_config,
+    run_value,
+    summarize,
+)
 
 
 def _error(message: str) -> int:
