@@ -130,3 +130,29 @@ def test_decoder_block_is_causal_and_reads_the_memory():
     a, _ = block(x, mem, memory_padding_mask=mem_pad)
     b, _ = block(x, mem[:, :4])
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("override,message", [
+    (["task=pos_tagging", "model=self_attention", "model.window=-2"], "model.window=-2: expected"),
+    (["task=pos_tagging", "model=self_attention", "model.num_heads=0"], "model.num_heads=0: expected"),
+    (["task=pos_tagging", "model=self_attention", "model.num_heads=3"],
+     "model.num_heads=3: d_model=128 is not divisible by num_heads"),
+    (["task=pos_tagging", "model=self_attention", "model.dropout=2"], "model.dropout=2: expected"),
+    (["task=pos_tagging", "model=window_mlp", "model.window=-1"], "model.window=-1: expected"),
+    (["task=pos_tagging", "model=rnn", "model.cell=gru2"], "model.cell=gru2: expected one of lstm, gru"),
+    (["task=sentiment", "model=self_attention", "model.pooling=sum"], "model.pooling=sum: expected one of none, mean"),
+    (["task=lm_pretrain", "model.num_heads=5"], "model.num_heads=5: d_model=128 is not divisible by num_heads"),
+    (["task=lm_pretrain", "task.data.block_size=1"], "task.data.block_size=1: expected"),
+])
+def test_attention_model_options_are_refused_before_the_run(compose_cfg, override, message):
+    from leedl_cli.validate import problems
+
+    found = problems(compose_cfg(override))
+    assert any(message in p for p in found), found
+
+
+def test_window_zero_and_null_are_accepted(compose_cfg):
+    from leedl_cli.validate import problems
+
+    for window in ("0", "null", "3"):
+        assert problems(compose_cfg(["task=pos_tagging", "model=self_attention", f"model.window={window}"])) == []

@@ -173,8 +173,19 @@ def test_mean_pooling_reads_the_mean_of_the_real_tokens():
         assert not torch.allclose(model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits, a)
     with pytest.raises(LeedlError, match="sentence classification"):
         Bert(backbone="minilm", pretrained=False, head="qa", config_overrides=small, pooling="mean")
-    with pytest.raises(LeedlError, match="cls"):
-        Bert(backbone="minilm", pretrained=False, head="sequence_classification", config_overrides=small, pooling="max")
+
+
+@pytest.mark.parametrize("override,message", [
+    (["task=sentiment", "model.pooling=max"], "model.pooling=max: expected one of cls, mean"),
+    (["task=bert_squad", "model.pooling=mean"], "model.pooling=mean: expected cls with head=qa"),
+    (["task=sentiment", "model.dropout=1.5"], "model.dropout=1.5: expected"),
+    (["task=bert_squad", "task.data.stride=100"], "task.data.stride=100: expected well below max_length=192"),
+    (["task=mlm_pretrain", "task.data.mask_probability=0"], "task.data.mask_probability=0: expected"),
+    (["task=sentiment", "+model.num_classes=3"], "model.num_classes: provided by the data of task=sentiment"),
+])
+def test_bert_options_are_refused_before_the_run(compose_cfg, override, message):
+    found = problems(compose_cfg(override))
+    assert any(message in p for p in found), found
 
 
 # ---- QA: re-scorable predictions, cross-lingual path ---------------------------------------------------------

@@ -101,8 +101,22 @@ def test_snli_files_and_errors(tmp_path):
     assert len(dm.pool) == 30 and "True, False or Neither?" in dm.prompt_prefix(0)
     with pytest.raises(DataNotFoundError, match="SNLI"):
         FewShotDataModule("snli", str(tmp_path / "nowhere")).setup()
-    with pytest.raises(LeedlError, match="task.data.dataset"):
-        FewShotDataModule("imdb")
+    with pytest.raises(LeedlError, match="task.data.split=test: expected dev"):
+        FewShotDataModule("sst2", split="test")
+
+
+@pytest.mark.parametrize("override,message", [
+    (["task=few_shot", "task.data.dataset=imdb"], "task.data.dataset=imdb: expected one of sst2, snli"),
+    (["task=few_shot", "task.data.split=test"], "task.data.split=test: expected dev (or null) with dataset=sst2"),
+    (["task=few_shot", "task.k=-1"], "task.data.k=-1: expected"),
+    (["task=few_shot", "task.draws=0"], "task.data.draws=0: expected"),
+    (["task=few_shot", "model.dtype=float16"], "model.dtype=float16: expected one of float32, bfloat16"),
+])
+def test_few_shot_options_are_refused_before_the_run(compose_cfg, override, message):
+    from leedl_cli.validate import problems
+
+    found = problems(compose_cfg(override))
+    assert any(message in p for p in found), found
 
 
 def test_config_composes(compose_cfg):

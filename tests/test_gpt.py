@@ -13,7 +13,7 @@ from leedl_cli.models.gpt import GPT
 
 def test_gpt_is_causal_and_ties_embeddings():
     torch.manual_seed(0)
-    model = GPT(vocab_size=50, d_model=32, num_layers=2, num_heads=2, d_ff=64, dropout=0.0, max_len=16).eval()
+    model = GPT(vocab_size=50, d_model=32, num_layers=2, num_heads=2, d_ff=64, dropout=0.0, block_size=16).eval()
     assert model.lm_head.weight is model.embed.weight
     x = torch.randint(0, 50, (2, 10))
     y = x.clone()
@@ -47,7 +47,15 @@ def test_corpus_splits_and_vocabulary(tmp_path):
     assert set(dm.splits) == {"train", "val", "test"} and all(dm.splits.values())
     assert sum(dm.token_counts.values()) == 200 * 8      # 7 tokens per line + [EOS]
     assert dm.decode(dm.encode("The cat sat on the mat .")) == "the cat sat on the mat."   # lowercased; WordPiece tidies " ."
-    assert dm.model_kwargs() == {"vocab_size": len(dm.vocab), "max_len": 16}
+    spec = dm.provides()
+    assert (spec.vocab_size, spec.block_size, spec.eos_id) == (len(dm.vocab), 16, dm.vocab.token_to_id("[EOS]"))
+    assert spec.decode(spec.encode("the cat sat")) == "the cat sat"
+    from leedl_cli.contract import contract_problems
+    from leedl_cli.tasks.lm import LanguageModelPretraining
+
+    assert contract_problems(LMTextDataModule, GPT, LanguageModelPretraining) == [], "every provided key is used"
+    assert GPT.config_problems({"d_model": 30, "num_heads": 4}) == [
+        "num_heads=4: d_model=30 is not divisible by num_heads"]
 
 
 def test_config_composes(compose_cfg):

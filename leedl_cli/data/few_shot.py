@@ -11,18 +11,23 @@ SST-2:  `Review: <sentence>\\nSentiment: positive|negative`, demonstrations sepa
 SNLI:   `<premise>\\nQuestion: <hypothesis> True, False or Neither?\\nAnswer: True|Neither|False`
         (entailment | neutral | contradiction), the prompt of the GPT-3 paper's NLI experiments.
 SNLI files as mirrored (`<data_dir>/snli/{s1,s2,labels}.{dev,test}`, one tokenised sentence per line, line-aligned).
+
+What it provides (`FewShotSpec`): the prompt format (template and label words), the number of draws and the prompt
+prefix (the demonstrations as text) of each draw.
 """
 from __future__ import annotations
 
 import logging
 import random
+import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Callable, Literal, NamedTuple, get_args
 
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
+from leedl_cli.contract import AtLeastOne, NonNegative
 from leedl_cli.data.files import data_reader
 from leedl_cli.data.sst2 import read_tsv
 from leedl_cli.errors import LeedlError
@@ -36,8 +41,7 @@ SNLI_HOW = ("the SNLI 1.0 pairs in the e-SNLI layout (s1.SPLIT, s2.SPLIT, labels
 SST2_HOW = "the GLUE SST-2 train.tsv and dev.tsv (gluebenchmark.com, or HF datasets glue/sst2)"
 
 
-@dataclass(frozen=True)
-class PromptFormat:
+class PromptFormat(NamedTuple):
     """How one example becomes text: `template` filled with its fields, then a label word."""
     template: str
     label_words: tuple[str, ...]
@@ -47,13 +51,29 @@ class PromptFormat:
         text = self.template.format(**fields)
         return text if label is None else text + self.label_words[label]
 
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The names of the example's fields the template reads."""
+        return tuple(name for _, name, _, _ in string.Formatter().parse(self.template) if name)
 
+
+Dataset = Literal["sst2", "snli"]
+DATASETS = get_args(Dataset)
 FORMATS = {
     "sst2": PromptFormat("Review: {sentence}\nSentiment:", (" negative", " positive")),
     "snli": PromptFormat("{premise}\nQuestion: {hypothesis} True, False or Neither?\nAnswer:",
                          (" True", " Neither", " False")),
 }
-DATASETS = tuple(FORMATS)
+DEFAULT_SPLIT = {"sst2": "dev", "snli": "test"}
+
+
+@dataclass(frozen=True)
+class FewShotSpec:
+    """What the few-shot data gives the in-context-learning task."""
+
+    prompt_format: PromptFormat              # template and label words of the data set
+    draws: int                               # draws of demonstrations scored
+    prompt_prefix: Callable[[int], str]      # draw -> its demonstrations as text ('' for k = 0)
 
 
 @data_reader("SNLI", SNLI_HOW)
@@ -80,22 +100,17 @@ def _collate(items: list[dict]) -> dict:
 class FewShotDataModule(pl.LightningDataModule):
     """Test examples and demonstration draws for in-context learning (no training split is loaded for fit)."""
 
-    def __init__(self, dataset: Literal["sst2", "snli"] = "sst2", data_dir: str | None = None,
+    def __init__(self, dataset: Dataset = "sst2", data_dir: str | None = None,
                  split: Literal["dev", "test"] | None = None,
-                 k: int = 4, draws: int = 1, random_labels: bool = False, seed: int = 0,
-                 max_test_examples: int | None = None, batch_size: int = 16) -> None:
+                 k: Annotated[int, NonNegative] = 4, draws: Annotated[int, AtLeastOne] = 1,
+                 random_labels: bool = False, seed: int = 0,
+                 max_test_examples: Annotated[int, AtLeastOne] | None = None,
+                 batch_size: Annotated[int, AtLeastOne] = 16) -> None:
         super().__init__()
-        if dataset not in FORMATS:
-            raise LeedlError(f"task.data.dataset={dataset!r}: one of {', '.join(DATASETS)}")
-        default_split = {"sst2": "dev", "snli": "test"}[dataset]
-        split = split or default_split
-        if split not in ("dev", "test"):
-            raise LeedlError(f"task.data.split={split!r}: dev or test")
-        if dataset == "sst2" and split != "dev":
-            raise LeedlError("task.data.split=test: SST-2's test labels are not public; the GLUE dev set (872) is "
-                             "the test set (task.data.split=dev)")
-        if int(k) < 0 or int(draws) < 1:
-            raise LeedlError(f"task.k={k}, task.draws={draws}: k >= 0 demonstrations, draws >= 1")
+        problems = self.config_problems({"dataset": dataset, "split": split})
+        if problems:
+            raise LeedlError("task.data." + "; ".join(problems))
+        split = split or DEFAULT_SPLIT[dataset]
         self.dataset, self.data_dir, self.split = dataset, data_dir, split
         self.k, self.draws, self.random_labels, self.seed = int(k), int(draws), bool(random_labels), int(seed or 0)
         self.max_test_examples, self.batch_size = max_test_examples, int(batch_size)
@@ -147,8 +162,15 @@ class FewShotDataModule(pl.LightningDataModule):
         return "".join(fmt.render({f: v for f, v in ex.items() if f != "label"}, ex["label"]) + fmt.separator
                        for ex in self.demonstrations(draw))
 
-    def model_kwargs(self) -> dict:
-        return {"num_labels": self.num_classes}
+    @classmethod
+    def config_problems(cls, options: dict) -> list[str]:
+        if options.get("dataset") == "sst2" and options.get("split") == "test":
+            return ["split=test: expected dev (or null) with dataset=sst2: SST-2's test labels are not public; the "
+                    "GLUE dev set (872) is the test set"]
+        return []
+
+    def provides(self) -> FewShotSpec:
+        return FewShotSpec(prompt_format=self.format, draws=self.draws, prompt_prefix=self.prompt_prefix)
 
     def test_dataloader(self):
         """Examples ordered by length (a batch pads to its longest prompt; similar lengths waste little), each

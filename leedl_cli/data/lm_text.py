@@ -9,17 +9,23 @@ the first `block_size` and predicts each next one (inputs and labels shifted by 
 Default corpus `squad`: the 2,067 paragraphs of SQuAD v1.1 dev (running Wikipedia prose). SST-2's training
 "sentences" are mostly sub-phrases of the same 6,920 sentences, so a split by line shares text between
 training and validation: use it only for a quick run.
+
+What it provides (`LMTextSpec`): the vocabulary size and the block size (the model's context), and for the task's
+samples the vocabulary's encode / decode and its [EOS] id.
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Annotated, Callable
 
 import torch
 
-from leedl_cli.data.text import read_corpus, split_corpus
+from leedl_cli.contract import AtLeastOne, Range
+from leedl_cli.data.sst2 import VocabKind
+from leedl_cli.data.text import Fraction, fraction_problems, read_corpus, split_corpus
 from leedl_cli.data.tokenized import TokenizedDataModule
 from leedl_cli.data.tokenizers import Vocabulary
-from leedl_cli.errors import LeedlError
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +57,26 @@ class LMCollator:
         return {"input_ids": ids, "labels": labels}
 
 
+@dataclass(frozen=True)
+class LMTextSpec:
+    """What the corpus gives a GPT and the next-token task."""
+
+    vocab_size: int
+    block_size: int                          # tokens a block holds: the model's context
+    encode: Callable[[str], list[int]]       # text -> token ids (the prompts of the samples)
+    decode: Callable[[list[int]], str]
+    eos_id: int                              # [EOS]: ends every line of the corpus
+
+
 class LMTextDataModule(TokenizedDataModule):
     """A corpus as blocks of tokens for next-token prediction, with a vocabulary learned from its training lines."""
 
-    def __init__(self, corpus: str = "squad", data_dir: str | None = None, block_size: int = 64,
-                 batch_size: int = 32, eval_batch_size: int = 64, vocab_kind: str = "wordpiece",
-                 vocab_size: int = 8000, lowercase: bool = True, max_lines: int | None = None,
-                 val_fraction: float = 0.05, test_fraction: float = 0.05, seed: int = 0) -> None:
+    def __init__(self, corpus: str = "squad", data_dir: str | None = None, block_size: Annotated[int, Range(2)] = 64,
+                 batch_size: Annotated[int, AtLeastOne] = 32, eval_batch_size: Annotated[int, AtLeastOne] = 64,
+                 vocab_kind: VocabKind = "wordpiece", vocab_size: Annotated[int, AtLeastOne] = 8000,
+                 lowercase: bool = True, max_lines: Annotated[int, AtLeastOne] | None = None,
+                 val_fraction: Fraction = 0.05, test_fraction: Fraction = 0.05, seed: int = 0) -> None:
         super().__init__()
-        if int(block_size) < 2:
-            raise LeedlError(f"task.data.block_size={block_size}: at least 2 tokens")
         self.corpus, self.data_dir, self.block_size = corpus, data_dir, int(block_size)
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.vocab_kind, self.vocab_size, self.lowercase = vocab_kind, int(vocab_size), bool(lowercase)
@@ -90,9 +106,14 @@ class LMTextDataModule(TokenizedDataModule):
                  self.token_counts, {k: len(v) for k, v in self.splits.items()}, self.block_size, len(self.vocab),
                  self.vocab_kind)
 
-    def model_kwargs(self) -> dict:
+    @classmethod
+    def config_problems(cls, options: dict) -> list[str]:
+        return fraction_problems(options)
+
+    def provides(self) -> LMTextSpec:
         self.setup()
-        return {"vocab_size": len(self.vocab), "max_len": self.block_size}
+        return LMTextSpec(vocab_size=len(self.vocab), block_size=self.block_size, encode=self.encode,
+                          decode=self.decode, eos_id=self.eos_id)
 
     @property
     def features(self) -> dict[str, list[dict]]:

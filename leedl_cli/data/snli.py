@@ -16,14 +16,20 @@ Your own files (`train_file=`, `validation_file=`, `test_file=`): the standard r
 with a header naming `gold_label`, `sentence1`, `sentence2`). Pairs whose gold label is `-` (no annotator
 majority) are dropped, and counted in the log. With only `train_file`, validation is a held-out slice of it;
 without `test_file` the mirrored SNLI test is the test set.
+
+What it provides (`NLISpec`): the 3 classes and their names, the backbone's vocabulary size and tokenizer, the
+pair of each example (prediction files) and how the data was split.
 """
 from __future__ import annotations
 
 import json
 import logging
 import random
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, Callable
 
+from leedl_cli.contract import AtLeastOne
 from leedl_cli.data.files import data_reader
 from leedl_cli.data.tokenized import TokenizedDataModule
 from leedl_cli.data.tokenizers import load_pretrained_tokenizer
@@ -125,16 +131,30 @@ def held_out_by_premise(pairs: list[Pair], val_size: int, seed: int) -> tuple[li
     return [x for x in pairs if x[0] not in chosen], [x for x in pairs if x[0] in chosen]
 
 
+@dataclass(frozen=True)
+class NLISpec:
+    """What NLI data gives BERT and the sentence-classification task."""
+
+    num_classes: int
+    label_names: tuple[str, ...]
+    vocab_size: int                          # the backbone's tokenizer
+    tokenizer: Any                           # saved beside an exported model
+    texts: Callable[[str], list[str]]        # `premise ||| hypothesis` of each example of a split
+    split_info: Callable[[], dict]           # how the data was split (results.json)
+
+
 class NLIDataModule(TokenizedDataModule):
     """SNLI (mirrored dev/test) or your SNLI/MNLI files, as `[CLS] premise [SEP] hypothesis [SEP]` features."""
 
-    num_classes = 3
+    num_classes = len(LABELS)
     bucket_by = "input_ids"     # length bucketing of training batches (pairs of similar length: less padding)
 
     def __init__(self, backbone: str = "minilm", data_dir: str | None = None, train_file: str | None = None,
-                 validation_file: str | None = None, test_file: str | None = None, max_length: int = 128,
-                 batch_size: int = 32, eval_batch_size: int = 128, val_size: int = 1000,
-                 max_train_examples: int | None = None, max_test_examples: int | None = None,
+                 validation_file: str | None = None, test_file: str | None = None,
+                 max_length: Annotated[int, AtLeastOne] = 128, batch_size: Annotated[int, AtLeastOne] = 32,
+                 eval_batch_size: Annotated[int, AtLeastOne] = 128, val_size: Annotated[int, AtLeastOne] = 1000,
+                 max_train_examples: Annotated[int, AtLeastOne] | None = None,
+                 max_test_examples: Annotated[int, AtLeastOne] | None = None,
                  split_seed: int = 0, seed: int = 0) -> None:
         super().__init__()
         if not backbone:
@@ -213,12 +233,15 @@ class NLIDataModule(TokenizedDataModule):
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
         return [{**{k: enc[k][i] for k in keys}, "labels": y} for i, (_, _, y) in enumerate(pairs)]
 
-    def label_names(self) -> list[str]:
-        return list(LABELS)
-
     def texts(self, split: str) -> list[str]:
         """The pair of each example of a split as one string (premise ||| hypothesis), for prediction files."""
         return [f"{a} ||| {b}" for a, b, _ in self.pairs[split]]
 
-    def model_kwargs(self) -> dict:
-        return {"num_labels": self.num_classes, "num_classes": self.num_classes}
+    def provides(self) -> NLISpec:
+        self.setup()
+        return NLISpec(num_classes=self.num_classes, label_names=LABELS, vocab_size=len(self.tokenizer),
+                       tokenizer=self.tokenizer, texts=self.texts, split_info=self.how_split)
+
+    def how_split(self) -> dict:
+        """How the data was split: files, sizes (results.json `data_split`)."""
+        return self.split_info

@@ -11,6 +11,9 @@ deterministically, into train/val/test; the split is written into the run's resu
 Each question becomes `[CLS] question [SEP] passage [SEP]` windows of `max_length` tokens; a long
 passage is cut into overlapping windows (`stride` tokens of overlap), each window keeping the offsets
 of its passage tokens so the predicted span maps back to characters of the original text.
+
+What it provides (`SquadSpec`): the backbone's vocabulary size and tokenizer (saved with the fine-tuned model),
+the questions and windows of the evaluation splits (decoding spans back to text) and how the data was split.
 """
 from __future__ import annotations
 
@@ -18,9 +21,11 @@ import json
 import logging
 import random
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Callable, Literal
 
+from leedl_cli.contract import AtLeastOne, NonNegative
 from leedl_cli.data.files import data_reader
 from leedl_cli.data.tokenized import SPLIT_SEED, PadCollator, TokenizedDataModule
 from leedl_cli.data.tokenizers import load_pretrained_tokenizer
@@ -141,21 +146,39 @@ def tokenize_examples(tokenizer, examples: list[dict], max_length: int, stride: 
     return features
 
 
+@dataclass(frozen=True)
+class SquadSpec:
+    """What SQuAD-format data gives BERT and the extractive-QA task."""
+
+    vocab_size: int                                  # the backbone's tokenizer
+    num_classes: None                                # none: the answer is a span, not a class
+    tokenizer: Any                                   # saved with the fine-tuned model
+    eval_examples: Callable[[str], list[dict]]       # the questions of `val` / `test` (id, context, answers)
+    eval_features: Callable[[str], list[dict]]       # their windows (example_index, offsets), by feature_index
+    split_info: Callable[[], dict]                   # how the data was split (results.json)
+
+
+Dataset = Literal["squad", "drcd", "xquad_en", "xquad_zh"]
+
+
 class SquadDataModule(TokenizedDataModule):
     """SQuAD-format extractive QA with the backbone's own fast tokenizer and dynamic padding."""
 
-    def __init__(self, backbone: str = "minilm", dataset: Literal["squad", "drcd", "xquad_en", "xquad_zh"] = "squad", data_dir: str | None = None,
-                 train_file: str | None = None, dev_file: str | None = None, max_length: int = 256,
-                 stride: int = 64, batch_size: int = 16, eval_batch_size: int = 64,
-                 max_train_examples: int | None = None, max_val_examples: int | None = None,
-                 max_test_examples: int | None = None, split: tuple = (0.8, 0.1, 0.1), seed: int = 0) -> None:
+    def __init__(self, backbone: str = "minilm", dataset: Dataset = "squad", data_dir: str | None = None,
+                 train_file: str | None = None, dev_file: str | None = None,
+                 max_length: Annotated[int, AtLeastOne] = 256, stride: Annotated[int, NonNegative] = 64,
+                 batch_size: Annotated[int, AtLeastOne] = 16, eval_batch_size: Annotated[int, AtLeastOne] = 64,
+                 max_train_examples: Annotated[int, AtLeastOne] | None = None,
+                 max_val_examples: Annotated[int, AtLeastOne] | None = None,
+                 max_test_examples: Annotated[int, AtLeastOne] | None = None, split: tuple = (0.8, 0.1, 0.1),
+                 seed: int = 0) -> None:
         super().__init__()
+        problems = self.config_problems({"max_length": max_length, "stride": stride})
+        if problems:
+            raise LeedlError("task.data." + "; ".join(problems))
         self.backbone, self.dataset, self.data_dir = backbone, dataset, data_dir
         self.train_file, self.dev_file = train_file, dev_file
         self.max_length, self.stride = int(max_length), int(stride)
-        if self.stride >= self.max_length // 2:
-            raise LeedlError(f"task.data.stride={stride} must be well below max_length={max_length} "
-                             f"(it is the overlap between passage windows)")
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.limits = {"train": max_train_examples, "val": max_val_examples, "test": max_test_examples}
         self.split, self.seed = tuple(split), seed
@@ -221,10 +244,30 @@ class SquadDataModule(TokenizedDataModule):
         }
         log.info("%s; questions %s", how, {s: len(self.examples[s]) for s in articles})
 
+    @classmethod
+    def config_problems(cls, options: dict) -> list[str]:
+        max_length, stride = options.get("max_length"), options.get("stride")
+        if isinstance(max_length, int) and isinstance(stride, int) and stride >= max_length // 2:
+            return [f"stride={stride}: expected well below max_length={max_length} (under {max_length // 2}: it is "
+                    f"the overlap between passage windows)"]
+        return []
+
     def _collator(self):
         # evaluation windows carry their passage offsets: the task looks them up by feature_index
         return PadCollator(self.tokenizer.pad_token_id, skip=("offsets",))
 
-    def model_kwargs(self) -> dict:
-        return {}
+    def provides(self) -> SquadSpec:
+        self.setup()
+        return SquadSpec(vocab_size=len(self.tokenizer), num_classes=None, tokenizer=self.tokenizer,
+                         eval_examples=self.eval_examples, eval_features=self.eval_features,
+                         split_info=self.how_split)
 
+    def eval_examples(self, split: str) -> list[dict]:
+        return self.examples[split]
+
+    def eval_features(self, split: str) -> list[dict]:
+        return self.features[split]
+
+    def how_split(self) -> dict:
+        """How the data was split: files, sizes (results.json `data_split`)."""
+        return self.split_info

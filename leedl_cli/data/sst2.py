@@ -6,19 +6,27 @@ takes a fixed random subset of the rest (CPU budget). Tokenised with the backbon
 (`[CLS] sentence [SEP]`) for a pretrained model, or (`backbone: null`, models trained from scratch) with a
 vocabulary learned from the training sentences (`vocab_kind` word | wordpiece | bpe, `vocab_size`; cached,
 see data/tokenizers.py); dynamic padding per batch.
+
+What it provides (`SST2Spec`): the classes and their names, the vocabulary (size, pad and unknown ids, the
+tokenizer itself for an exported model), each split's sentences (prediction files) and how the data was split.
 """
 from __future__ import annotations
 
 import logging
 import random
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, Callable, Literal
 
+from leedl_cli.contract import AtLeastOne, offered
 from leedl_cli.data.files import data_reader
-from leedl_cli.data.tokenized import SPLIT_SEED, TokenizedDataModule
-from leedl_cli.data.tokenizers import Vocabulary, load_pretrained_tokenizer
+from leedl_cli.data.tokenized import SPLIT_SEED, TokenizedDataModule, WordFeatureSizes
+from leedl_cli.data.tokenizers import KINDS, Vocabulary, load_pretrained_tokenizer
 from leedl_cli.paths import data_path, require_files
 
 log = logging.getLogger(__name__)
+LABELS = ("negative", "positive")
+VocabKind = Literal[KINDS]     # the vocabulary kinds of data/tokenizers.py
 
 
 @data_reader('GLUE SST-2', 'GLUE benchmark, HF datasets glue/sst2')
@@ -35,13 +43,31 @@ def read_tsv(path: str | Path) -> list[tuple[str, int]]:
     return rows
 
 
-class SST2DataModule(TokenizedDataModule):
-    num_classes = 2
+@dataclass(frozen=True)
+class SST2Spec:
+    """What SST-2 gives a sentence classifier and the sentence-classification task."""
 
-    def __init__(self, backbone: str | None = "minilm", data_dir: str | None = None, max_length: int = 64,
-                 batch_size: int = 32, eval_batch_size: int = 128, max_train_examples: int | None = None,
-                 val_size: int = 872, max_test_examples: int | None = None, vocab_kind: str = "wordpiece",
-                 vocab_size: int = 16000, lowercase: bool = True, seed: int = 0) -> None:
+    num_classes: int
+    label_names: tuple[str, ...]
+    vocab_size: int                                  # the backbone's vocabulary, or the one learned from train
+    tokenizer: Any                                   # saved beside an exported model
+    texts: Callable[[str], list[str]]                # the sentence of each example of a split
+    split_info: Callable[[], dict]                   # how the data was split (results.json)
+    pad_token_id: int = offered()                    # read by models trained from scratch
+    unk_token_id: int = offered()
+    word_features: WordFeatureSizes | None = offered()   # none for SST-2: the word ids only
+
+
+class SST2DataModule(TokenizedDataModule):
+    num_classes = len(LABELS)
+
+    def __init__(self, backbone: str | None = "minilm", data_dir: str | None = None,
+                 max_length: Annotated[int, AtLeastOne] = 64, batch_size: Annotated[int, AtLeastOne] = 32,
+                 eval_batch_size: Annotated[int, AtLeastOne] = 128,
+                 max_train_examples: Annotated[int, AtLeastOne] | None = None,
+                 val_size: Annotated[int, AtLeastOne] = 872, max_test_examples: Annotated[int, AtLeastOne] | None = None,
+                 vocab_kind: VocabKind = "wordpiece", vocab_size: Annotated[int, AtLeastOne] = 16000,
+                 lowercase: bool = True, seed: int = 0) -> None:
         super().__init__()
         self.vocab_kind, self.vocab_size, self.lowercase = vocab_kind, int(vocab_size), bool(lowercase)
         self.vocab = None
@@ -50,6 +76,8 @@ class SST2DataModule(TokenizedDataModule):
         self.max_train_examples, self.val_size, self.max_test_examples = max_train_examples, int(val_size), max_test_examples
         self.seed = seed
         self.tokenizer = None
+        self.rows: dict[str, list[tuple[str, int]]] = {}
+        self.split_info: dict = {}
         self.features: dict[str, list[dict]] = {}
 
     def _encode(self, rows: list[tuple[str, int]]) -> list[dict]:
@@ -81,13 +109,23 @@ class SST2DataModule(TokenizedDataModule):
         test = read_tsv(folder / "dev.tsv")
         if self.max_test_examples:
             test = test[: int(self.max_test_examples)]
-        self.features = {"train": self._encode(train), "val": self._encode(val), "test": self._encode(test)}
+        self.rows = {"train": train, "val": val, "test": test}
+        self.features = {name: self._encode(rows) for name, rows in self.rows.items()}
+        self.split_info = {"how": f"train/val = a fixed shuffle (seed {SPLIT_SEED}) of SST-2 train.tsv, {self.val_size} "
+                                  f"sentences held out for validation; test = the labelled GLUE dev set",
+                           **{f"{k}_sentences": len(v) for k, v in self.rows.items()}, "labels": list(LABELS)}
         log.info("SST-2: %s sentences (test = GLUE dev)", {k: len(v) for k, v in self.features.items()})
 
-    def model_kwargs(self) -> dict:
-        kwargs = {"num_labels": self.num_classes, "num_classes": self.num_classes}
-        if self.backbone is None:
-            self.setup()
-            kwargs.update(vocab_size=len(self.vocab), pad_token_id=self.vocab.pad_token_id,
-                          unk_token_id=self.vocab.unk_token_id)
-        return kwargs
+    def provides(self) -> SST2Spec:
+        self.setup()
+        return SST2Spec(num_classes=self.num_classes, label_names=LABELS, vocab_size=len(self.tokenizer),
+                        tokenizer=self.tokenizer, texts=self.texts, split_info=self.how_split,
+                        pad_token_id=self.tokenizer.pad_token_id, unk_token_id=self.tokenizer.unk_token_id,
+                        word_features=None)
+
+    def texts(self, split: str) -> list[str]:
+        return [sentence for sentence, _ in self.rows[split]]
+
+    def how_split(self) -> dict:
+        """How the data was split: files, sizes (results.json `data_split`)."""
+        return self.split_info

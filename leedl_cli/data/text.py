@@ -6,6 +6,9 @@ corpus's training split, as BERT's own vocabulary was (saved with the model, so 
 the masking (15% of tokens chosen; of those 80% [MASK], 10% a random token, 10% unchanged) happens per batch.
 The shared pieces (padding, splits, loaders) live in `data/tokenized.py`; this module imports the readers of the
 families it takes text from (SST-2, SQuAD), never the other way round.
+
+What it provides (`TextSpec`): the vocabulary size (a model from random init takes it) and the tokenizer (saved with
+the pretrained model, so fine-tuning tokenizes the same way).
 """
 from __future__ import annotations
 
@@ -13,10 +16,13 @@ import gzip
 import logging
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any
 
 import torch
 
+from leedl_cli.contract import AtLeastOne, OpenProbability, Range
 from leedl_cli.data.files import data_reader
 from leedl_cli.data.squad import dataset_file, read_squad
 from leedl_cli.data.sst2 import read_tsv
@@ -121,13 +127,35 @@ def split_corpus(lines: list[str], corpus: str, max_lines: int | None, fractions
     return {name: [lines[order[i]] for i in sorted(idx)] for name, idx in parts.items()}
 
 
+@dataclass(frozen=True)
+class TextSpec:
+    """What the masked-LM corpus gives BERT and the pretraining task."""
+
+    vocab_size: int           # the tokenizer's vocabulary (a random-init model is built with it)
+    num_classes: None         # none: the labels are the masked tokens themselves
+    tokenizer: Any            # saved with the pretrained model
+
+
+Fraction = Annotated[float, Range(0, 1, high_open=True)]
+
+
+def fraction_problems(options: dict) -> list[str]:
+    """val_fraction + test_fraction must leave lines for training."""
+    val, test = options.get("val_fraction"), options.get("test_fraction")
+    if isinstance(val, (int, float)) and isinstance(test, (int, float)) and val + test >= 1:
+        return [f"val_fraction={val}: expected val_fraction + test_fraction (= {val + test:g}) below 1"]
+    return []
+
+
 class TextDataModule(TokenizedDataModule):
     """Masked-LM pretraining data: lines of a corpus packed into blocks of `max_length` tokens."""
 
     def __init__(self, backbone: str = "minilm", corpus: str = "sst2", data_dir: str | None = None,
-                 max_length: int = 64, batch_size: int = 64, max_lines: int | None = None,
-                 mask_probability: float = 0.15, val_fraction: float = 0.05, test_fraction: float = 0.05,
-                 vocab_size: int | None = None, seed: int = 0) -> None:
+                 max_length: Annotated[int, Range(10)] = 64, batch_size: Annotated[int, AtLeastOne] = 64,
+                 max_lines: Annotated[int, AtLeastOne] | None = None,
+                 mask_probability: Annotated[float, OpenProbability] = 0.15, val_fraction: Fraction = 0.05,
+                 test_fraction: Fraction = 0.05, vocab_size: Annotated[int, AtLeastOne] | None = None,
+                 seed: int = 0) -> None:
         super().__init__()
         self.backbone, self.corpus, self.data_dir = backbone, corpus, data_dir
         self.vocab_size = int(vocab_size) if vocab_size else None
@@ -166,9 +194,13 @@ class TextDataModule(TokenizedDataModule):
                  {k: len(v) for k, v in self.splits.items()}, self.max_length, len(self.tokenizer),
                  "WordPiece learned from the corpus" if self.vocab_size else f"the tokenizer of {self.backbone}")
 
-    def model_kwargs(self) -> dict:
+    @classmethod
+    def config_problems(cls, options: dict) -> list[str]:
+        return fraction_problems(options)
+
+    def provides(self) -> TextSpec:
         self.setup()
-        return {"vocab_size": len(self.tokenizer)}
+        return TextSpec(vocab_size=len(self.tokenizer), num_classes=None, tokenizer=self.tokenizer)
 
     @property
     def features(self) -> dict[str, list[dict]]:

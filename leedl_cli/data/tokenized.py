@@ -7,12 +7,14 @@ No data-set family is imported here; every family imports from here (one directi
   (nothing is dropped silently);
 - `BucketBatchSampler`: length bucketing (sentences of similar length share a batch: less padding);
 - `split_indices`: deterministic splits that never depend on the run's seed;
-- `TokenizedDataModule`: train/val/test loaders over `self.features[split]`.
+- `TokenizedDataModule`: train/val/test loaders over `self.features[split]`;
+- `WordFeatureSizes`: the vocabulary sizes of the per-word features beside the word id (suffix, shape,
+  characters), part of what a data module provides to the taggers trained from scratch.
 """
 from __future__ import annotations
 
 import random
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import pytorch_lightning as pl
 import torch
@@ -24,6 +26,15 @@ SPLIT_SEED = 0  # splits never depend on the run's seed
 IGNORE_INDEX = -100
 # the padding values of the usual Hugging Face inputs (input_ids gets the tokenizer's pad id)
 DEFAULT_PADS = {"input_ids": 0, "attention_mask": 0, "token_type_ids": 0, "labels_seq": IGNORE_INDEX}
+
+
+class WordFeatureSizes(NamedTuple):
+    """Vocabulary sizes of the features of each word beside its id (UD data from scratch): its last characters
+    (`suffix_ids`), its shape (`shape_ids`), its characters (`char_ids`)."""
+
+    suffix_vocab_size: int
+    shape_vocab_size: int
+    char_vocab_size: int
 
 
 class FeatureDataset(Dataset):

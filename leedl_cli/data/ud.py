@@ -12,17 +12,29 @@ tagged). Two encodings, chosen by the model:
   from the training words) -> `char_ids` [words][characters];
 - a pretrained backbone (`backbone: minilm`): its own tokenizer on the words (`is_split_into_words`), the
   label on each word's first sub-word and -100 (ignored) on the others (chapter 5, case 2).
+
+What it provides (`TaggingSpec`): the tag count and names, the vocabulary size and pad/unknown ids, the feature
+vocabularies (from scratch only), and for the task the test sentences' words, a CoNLL-U writer of predicted tags
+and one collated test sentence (attention heat maps).
 """
 from __future__ import annotations
 
 import gzip
 import logging
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Callable, Literal
 
+from leedl_cli.contract import AtLeastOne, Range, offered
 from leedl_cli.data.files import data_reader
-from leedl_cli.data.tokenized import IGNORE_INDEX, SPLIT_SEED, PadCollator, TokenizedDataModule
+from leedl_cli.data.tokenized import (
+    IGNORE_INDEX,
+    SPLIT_SEED,
+    PadCollator,
+    TokenizedDataModule,
+    WordFeatureSizes,
+)
 from leedl_cli.data.tokenizers import Vocabulary, load_pretrained_tokenizer
 from leedl_cli.errors import LeedlError
 from leedl_cli.paths import data_path, require_files
@@ -88,7 +100,7 @@ def read_conllu(path: str | Path) -> list[dict]:
 def write_conllu_with_upos(source: str | Path, target: str | Path, predicted: list[list[str]]) -> Path:
     """Copy CoNLL-U `source` to `target` (plain text) with the UPOS column of every word line replaced by
     `predicted[sentence][word]`: the test file with predicted tags, re-scorable by any CoNLL-U evaluator."""
-    from leedl_cli.results import replace_atomically
+    from leedl_cli.atomic import replace_atomically
 
     with _open(Path(source)) as f:
         lines = f.read().split("\n")
@@ -115,14 +127,32 @@ def write_conllu_with_upos(source: str | Path, target: str | Path, predicted: li
     return replace_atomically(target, lambda fh: fh.write("\n".join(out)))
 
 
+@dataclass(frozen=True)
+class TaggingSpec:
+    """What UD data gives a tagger and the tagging task."""
+
+    num_classes: int                                   # the 17 UPOS tags
+    label_names: tuple[str, ...]                       # tag of each class id
+    vocab_size: int                                    # the word vocabulary (from scratch) or the backbone's sub-words
+    test_words: Callable[[], list[list[str]]]          # the words of every test sentence
+    write_test_conllu: Callable[[list[list[str]], Path], Path]   # (tags per test sentence, target) -> the CoNLL-U file
+    test_batch: Callable[[int], dict]                  # test sentence i collated as a batch of one
+    pad_token_id: int = offered()                      # read by models trained from scratch
+    unk_token_id: int = offered()
+    word_features: WordFeatureSizes | None = offered()  # suffix / shape / character vocabularies; None with a backbone
+
+
 class UDDataModule(TokenizedDataModule):
     num_classes = len(UPOS)
 
-    def __init__(self, dataset: Literal["ud-english-ewt"] = "ud-english-ewt", data_dir: str | None = None, backbone: str | None = None,
-                 vocab_size: int = 30000, min_frequency: int = 1, lowercase: bool = True, suffix_length: int = 3,
-                 max_length: int = 256, batch_size: int = 32, eval_batch_size: int = 128,
-                 max_train_sentences: int | None = None, max_eval_sentences: int | None = None,
-                 bucket: bool = True, max_word_chars: int = 16, seed: int = 0) -> None:
+    def __init__(self, dataset: Literal["ud-english-ewt"] = "ud-english-ewt", data_dir: str | None = None,
+                 backbone: str | None = None, vocab_size: Annotated[int, Range(3)] = 30000,
+                 min_frequency: Annotated[int, AtLeastOne] = 1, lowercase: bool = True,
+                 suffix_length: Annotated[int, AtLeastOne] = 3, max_length: Annotated[int, Range(3)] = 256,
+                 batch_size: Annotated[int, AtLeastOne] = 32, eval_batch_size: Annotated[int, AtLeastOne] = 128,
+                 max_train_sentences: Annotated[int, AtLeastOne] | None = None,
+                 max_eval_sentences: Annotated[int, AtLeastOne] | None = None,
+                 bucket: bool = True, max_word_chars: Annotated[int, Range(5)] = 16, seed: int = 0) -> None:
         super().__init__()
         self.dataset, self.data_dir, self.backbone = dataset, data_dir, backbone
         self.vocab_size, self.min_frequency, self.lowercase = int(vocab_size), int(min_frequency), bool(lowercase)
@@ -240,11 +270,24 @@ class UDDataModule(TokenizedDataModule):
             pads.update(suffix_ids=0, shape_ids=0, char_ids=0)
         return PadCollator(self.tokenizer.pad_token_id, pads=pads)
 
-    def model_kwargs(self) -> dict:
+    def provides(self) -> TaggingSpec:
         self.setup()
-        kwargs = {"num_classes": self.num_classes, "num_labels": self.num_classes}
+        features = None
         if self.vocab is not None:
-            kwargs.update(vocab_size=len(self.vocab), suffix_vocab_size=len(self.suffix_vocab),
-                          shape_vocab_size=2 * len(SHAPES), char_vocab_size=len(self.char_vocab), pad_token_id=self.vocab.pad_token_id,
-                          unk_token_id=self.vocab.unk_token_id)
-        return kwargs
+            features = WordFeatureSizes(suffix_vocab_size=len(self.suffix_vocab), shape_vocab_size=2 * len(SHAPES),
+                                        char_vocab_size=len(self.char_vocab))
+        return TaggingSpec(num_classes=self.num_classes, label_names=tuple(self.labels),
+                           vocab_size=len(self.tokenizer), test_words=self.test_words,
+                           write_test_conllu=self.write_test_conllu, test_batch=self.test_batch,
+                           pad_token_id=self.tokenizer.pad_token_id, unk_token_id=self.tokenizer.unk_token_id,
+                           word_features=features)
+
+    def test_words(self) -> list[list[str]]:
+        return [s["words"] for s in self.sentences["test"]]
+
+    def write_test_conllu(self, predicted: list[list[str]], target: Path) -> Path:
+        """The test file with the UPOS column replaced by `predicted` (tags per sentence), written to `target`."""
+        return write_conllu_with_upos(self.files["test"], target, predicted)
+
+    def test_batch(self, index: int) -> dict:
+        return self._collator()([self.features["test"][index]])

@@ -28,15 +28,30 @@ feed-forward), and the stacks `TransformerEncoder` / `TransformerDecoder`.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from leedl_cli.contract import AtLeastOne, Probability
 from leedl_cli.errors import LeedlError
 
-POSITIONAL_ENCODINGS = ("none", "sinusoidal", "learned")
+Dropout = Annotated[float, Probability]      # the options of the models built on these blocks
+Width = Annotated[int, AtLeastOne]
+
+PositionalKind = Literal["none", "sinusoidal", "learned"]
+POSITIONAL_ENCODINGS = get_args(PositionalKind)
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
+Activation = Literal[tuple(ACTIVATIONS)]      # the feed-forward's activation: one of ACTIVATIONS
+
+
+def heads_problems(options: dict) -> list[str]:
+    """Multi-head attention splits d_model into num_heads equal parts: the rule of every model built on it."""
+    d_model, heads = options.get("d_model"), options.get("num_heads")
+    if isinstance(d_model, int) and isinstance(heads, int) and heads >= 1 and d_model % heads:
+        return [f"num_heads={heads}: d_model={d_model} is not divisible by num_heads"]
+    return []
 
 
 def causal_mask(lq: int, lk: int | None = None, device=None) -> torch.Tensor:
@@ -108,8 +123,9 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, d_model: int, num_heads: int = 1, dropout: float = 0.0, bias: bool = True) -> None:
         super().__init__()
-        if d_model % num_heads:
-            raise LeedlError(f"model.d_model={d_model} must be divisible by model.num_heads={num_heads}")
+        problems = heads_problems({"d_model": d_model, "num_heads": num_heads})
+        if problems:
+            raise LeedlError(f"model.{problems[0]}")
         self.d_model, self.num_heads, self.head_dim, self.dropout = d_model, num_heads, d_model // num_heads, dropout
         self.w_q = nn.Linear(d_model, d_model, bias=bias)
         self.w_k = nn.Linear(d_model, d_model, bias=bias)
@@ -147,10 +163,8 @@ def sinusoidal_table(max_len: int, d_model: int) -> torch.Tensor:
 class PositionalEncoding(nn.Module):
     """Adds position information e^i to a^i (section 3.4): `none`, `sinusoidal` (fixed) or `learned`."""
 
-    def __init__(self, kind: Literal["none", "sinusoidal", "learned"], d_model: int, max_len: int = 1024) -> None:
+    def __init__(self, kind: PositionalKind, d_model: int, max_len: int = 1024) -> None:
         super().__init__()
-        if kind not in POSITIONAL_ENCODINGS:
-            raise LeedlError(f"model.positional_encoding={kind!r}: one of {', '.join(POSITIONAL_ENCODINGS)}")
         self.kind, self.max_len = kind, int(max_len)
         if kind == "sinusoidal":
             self.register_buffer("table", sinusoidal_table(self.max_len, d_model), persistent=False)
@@ -167,11 +181,9 @@ class PositionalEncoding(nn.Module):
 
 
 class FeedForward(nn.Sequential):
-    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0, activation: str = "gelu") -> None:
-        act = {"gelu": nn.GELU(), "relu": nn.ReLU()}.get(activation)
-        if act is None:
-            raise LeedlError(f"model.activation={activation!r}: one of gelu, relu")
-        super().__init__(nn.Linear(d_model, d_ff), act, nn.Dropout(dropout), nn.Linear(d_ff, d_model))
+    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0, activation: Activation = "gelu") -> None:
+        super().__init__(nn.Linear(d_model, d_ff), ACTIVATIONS[activation](), nn.Dropout(dropout),
+                         nn.Linear(d_ff, d_model))
 
 
 class EncoderBlock(nn.Module):
@@ -183,7 +195,7 @@ class EncoderBlock(nn.Module):
     """
 
     def __init__(self, d_model: int, num_heads: int = 4, d_ff: int | None = None, dropout: float = 0.1,
-                 norm_first: bool = True, activation: str = "gelu") -> None:
+                 norm_first: bool = True, activation: Activation = "gelu") -> None:
         super().__init__()
         self.norm_first = norm_first
         self.attn = MultiHeadAttention(d_model, num_heads, dropout)
@@ -216,7 +228,7 @@ class DecoderBlock(nn.Module):
     """
 
     def __init__(self, d_model: int, num_heads: int = 4, d_ff: int | None = None, dropout: float = 0.1,
-                 norm_first: bool = True, activation: str = "gelu") -> None:
+                 norm_first: bool = True, activation: Activation = "gelu") -> None:
         super().__init__()
         self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(d_model, num_heads, dropout)
@@ -256,7 +268,7 @@ class TransformerEncoder(nn.Module):
     """`num_layers` EncoderBlocks (+ a final layer norm with pre-norm). forward -> (x, [weights per layer])."""
 
     def __init__(self, num_layers: int, d_model: int, num_heads: int = 4, d_ff: int | None = None,
-                 dropout: float = 0.1, norm_first: bool = True, activation: str = "gelu") -> None:
+                 dropout: float = 0.1, norm_first: bool = True, activation: Activation = "gelu") -> None:
         super().__init__()
         self.layers = nn.ModuleList(EncoderBlock(d_model, num_heads, d_ff, dropout, norm_first, activation)
                                     for _ in range(num_layers))
@@ -275,7 +287,7 @@ class TransformerDecoder(nn.Module):
     """`num_layers` DecoderBlocks (+ a final layer norm with pre-norm). forward -> (x, [weights per layer])."""
 
     def __init__(self, num_layers: int, d_model: int, num_heads: int = 4, d_ff: int | None = None,
-                 dropout: float = 0.1, norm_first: bool = True, activation: str = "gelu") -> None:
+                 dropout: float = 0.1, norm_first: bool = True, activation: Activation = "gelu") -> None:
         super().__init__()
         self.layers = nn.ModuleList(DecoderBlock(d_model, num_heads, d_ff, dropout, norm_first, activation)
                                     for _ in range(num_layers))

@@ -5,11 +5,13 @@
 weights: the book's "rand" row (section 5.2.2). `config_overrides` changes the architecture of a
 random-init model (a small BERT for masked-LM pretraining).
 
-One wrapper for every Hugging Face backbone, with a head per use, chosen by the *task* config (`task.head`,
-read by `conf/model/bert.yaml` as `head: ${oc.select:task.head,encoder}`), never by the data module:
+One wrapper for every Hugging Face backbone, with a head per use, chosen for each task by its per-model config
+layer (`conf/task_model/<task>/bert.yaml` sets `model.head`), never by the data module:
 `qa` (start/end vectors over every token, Fig 5.15), `sequence_classification` ([CLS] -> linear, section
-5.2.1 case 1; `classification` is the same; `pooling: mean` reads the mean of the token vectors instead), `token_classification` (a linear layer on every token, section
-5.2.1 case 2: POS tagging), `mlm` (masked-LM), `causal_lm` (next-token prediction, GPT), `encoder` (no head).
+5.2.1 case 1; `pooling: mean` reads the mean of the token vectors instead), `token_classification` (a linear
+layer on every token, section 5.2.1 case 2: POS tagging), `mlm` (masked-LM), `causal_lm` (next-token prediction,
+GPT), `encoder` (no head). From the data (`Provided`): the class count of the labelled heads and the vocabulary
+size (a randomly initialised model is built with the data's vocabulary; a pretrained one keeps its own).
 The wrapped `hf` model is a plain transformers model, so `save_pretrained` gives a directory that
 `transformers.pipeline(...)` and `model.backbone=<dir>` both accept.
 """
@@ -18,48 +20,50 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, get_args
 
 import torch
 from torch import nn
 
 from leedl_cli.backbones import ALIASES, resolve_backbone  # noqa: F401  (re-exported)
+from leedl_cli.contract import Probability, Provided
 from leedl_cli.data.tokenizers import load_pretrained_tokenizer as load_tokenizer  # noqa: F401  (re-exported)
 from leedl_cli.errors import LeedlError
 
 log = logging.getLogger(__name__)
 
-HEADS = ("qa", "sequence_classification", "token_classification", "mlm", "causal_lm", "encoder")
-HEAD_ALIASES = {"classification": "sequence_classification"}
+# head -> the transformers auto class that builds it
+AUTO_CLASSES = {"qa": "AutoModelForQuestionAnswering", "sequence_classification": "AutoModelForSequenceClassification",
+                "token_classification": "AutoModelForTokenClassification", "mlm": "AutoModelForMaskedLM",
+                "causal_lm": "AutoModelForCausalLM", "encoder": "AutoModel"}
+Head = Literal[tuple(AUTO_CLASSES)]            # set for each task (conf/task_model/): one of AUTO_CLASSES
+HEADS = get_args(Head)
 LABELLED_HEADS = ("sequence_classification", "token_classification")
+Pooling = Literal["cls", "mean"]               # what sentence classification reads: [CLS] (the book) | the token mean
+POOLINGS = get_args(Pooling)
 
 
 def _auto_class(head: str):
-    import transformers as tf
+    import transformers
 
-    return {"qa": tf.AutoModelForQuestionAnswering, "sequence_classification": tf.AutoModelForSequenceClassification,
-            "token_classification": tf.AutoModelForTokenClassification, "mlm": tf.AutoModelForMaskedLM,
-            "causal_lm": tf.AutoModelForCausalLM, "encoder": tf.AutoModel}[head]
+    return getattr(transformers, AUTO_CLASSES[head])
 
 
 class Bert(nn.Module):
     """A transformers model (`self.hf`) built from `backbone` with the task's head."""
 
-    def __init__(self, backbone: str = "minilm", pretrained: bool = True,
-                 head: Literal["qa", "sequence_classification", "token_classification", "mlm", "causal_lm", "encoder"] = "encoder",
-                 num_labels: int = 2, config_overrides: dict | None = None, dropout: float | None = None,
-                 vocab_size: int | None = None, pooling: Literal["cls", "mean"] = "cls") -> None:
+    def __init__(self, backbone: str = "minilm", pretrained: bool = True, head: Head = "encoder",
+                 num_classes: Provided[int | None] = 2, config_overrides: dict | None = None,
+                 dropout: Annotated[float, Probability] | None = None, vocab_size: Provided[int | None] = None,
+                 pooling: Pooling = "cls") -> None:
         super().__init__()
-        head = HEAD_ALIASES.get(head, head)
-        if head not in HEADS:
-            raise LeedlError(f"model.head={head!r} (set by task.head): one of {', '.join(HEADS)}")
+        problems = self.config_problems({"head": head, "pooling": pooling})
+        if problems:
+            raise LeedlError("model." + "; ".join(problems))
+        if head in LABELLED_HEADS and not num_classes:
+            raise LeedlError(f"model.head={head} needs the number of classes, which this data does not provide")
         from transformers import AutoConfig
 
-        if pooling not in ("cls", "mean"):
-            raise LeedlError(f"model.pooling={pooling!r}: one of cls (BERT's [CLS] vector), mean (the mean of the token vectors)")
-        if pooling == "mean" and head != "sequence_classification":
-            raise LeedlError(f"model.pooling=mean is for sentence classification (task=sentiment, task=nli), not the "
-                             f"{head} head; use model.pooling=cls")
         self.backbone, self.pretrained, self.head, self.pooling = str(backbone), bool(pretrained), head, pooling
         where = resolve_backbone(backbone)
         overrides = dict(config_overrides or {})
@@ -80,7 +84,7 @@ class Bert(nn.Module):
             # learns its own); a pretrained one keeps the vocabulary it was trained with
             overrides.setdefault("vocab_size", int(vocab_size))
         if head in LABELLED_HEADS:
-            overrides["num_labels"] = int(num_labels)
+            overrides["num_labels"] = int(num_classes)
         if dropout is not None:
             overrides.update(hidden_dropout_prob=float(dropout), attention_probs_dropout_prob=float(dropout))
         try:
@@ -107,6 +111,13 @@ class Bert(nn.Module):
                              f"{type(getattr(self.hf, 'classifier', None)).__name__}: use model.pooling=cls")
         log.info("BERT %s (%s, %s head): %.1fM parameters", backbone, "pretrained" if pretrained else "random init",
                  head, sum(p.numel() for p in self.parameters()) / 1e6)
+
+    @classmethod
+    def config_problems(cls, options: dict) -> list[str]:
+        if options.get("pooling") == "mean" and options.get("head") != "sequence_classification":
+            return [f"pooling=mean: expected cls with head={options.get('head')}; the mean of the token vectors is "
+                    f"for sentence classification (task=sentiment, task=nli)"]
+        return []
 
     @property
     def config(self):

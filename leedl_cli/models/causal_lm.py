@@ -23,6 +23,7 @@ from leedl_cli.errors import LeedlError
 
 log = logging.getLogger(__name__)
 TINY = "tiny-random"
+Dtype = Literal["float32", "bfloat16"]     # the weights' type once loaded (a GGUF file is de-quantised to it)
 
 
 def tiny_random_causal_lm(seed: int = 0):
@@ -44,11 +45,9 @@ def tiny_random_causal_lm(seed: int = 0):
 class CausalLM(nn.Module):
     """A transformers causal LM (`self.hf`) and its tokenizer (`self.tokenizer`), in eval mode."""
 
-    def __init__(self, backbone: str = "smollm2", dtype: Literal["float32", "bfloat16"] = "float32") -> None:
+    def __init__(self, backbone: str = "smollm2", dtype: Dtype = "float32") -> None:
         super().__init__()
         self.backbone = str(backbone)
-        if dtype not in ("float32", "bfloat16"):
-            raise LeedlError(f"model.dtype={dtype!r}: one of float32, bfloat16")
         if self.backbone == TINY:
             self.hf, self.tokenizer = tiny_random_causal_lm()
         else:

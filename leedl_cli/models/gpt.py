@@ -7,7 +7,8 @@ and the output layer over the vocabulary. `tie_embeddings=true` (GPT-2's choice)
 matrix as the output layer: the logit of token w is h . e_w.
 
 forward(input_ids [B, L], padding_mask [B, L] True at padding, optional) -> logits [B, L, V];
-logits[:, t] is the distribution of token t + 1.
+logits[:, t] is the distribution of token t + 1. From the data (`Provided`): the vocabulary size and the block
+size (the longest context the model reads: its positions, and the window kept while generating).
 """
 from __future__ import annotations
 
@@ -16,17 +17,26 @@ import math
 import torch
 from torch import nn
 
-from leedl_cli.models.attention import PositionalEncoding, TransformerEncoder
+from leedl_cli.contract import Provided
+from leedl_cli.models.attention import (
+    Dropout,
+    PositionalEncoding,
+    PositionalKind,
+    TransformerEncoder,
+    Width,
+    heads_problems,
+)
 
 
 class GPT(nn.Module):
-    def __init__(self, vocab_size: int, d_model: int = 192, num_layers: int = 4, num_heads: int = 4,
-                 d_ff: int | None = None, dropout: float = 0.1, positional_encoding: str = "learned",
-                 max_len: int = 512, tie_embeddings: bool = True, norm_first: bool = True) -> None:
+    def __init__(self, vocab_size: Provided[int], block_size: Provided[int] = 512, d_model: Width = 192,
+                 num_layers: Width = 4, num_heads: Width = 4, d_ff: Width | None = None, dropout: Dropout = 0.1,
+                 positional_encoding: PositionalKind = "learned", tie_embeddings: bool = True,
+                 norm_first: bool = True) -> None:
         super().__init__()
-        self.vocab_size, self.d_model, self.max_len = int(vocab_size), int(d_model), int(max_len)
+        self.vocab_size, self.d_model, self.block_size = int(vocab_size), int(d_model), int(block_size)
         self.embed = nn.Embedding(self.vocab_size, d_model)
-        self.positions = PositionalEncoding(positional_encoding, d_model, max_len)
+        self.positions = PositionalEncoding(positional_encoding, d_model, self.block_size)
         self.drop = nn.Dropout(dropout)
         self.blocks = TransformerEncoder(num_layers, d_model, num_heads, d_ff, dropout, norm_first)
         self.lm_head = nn.Linear(d_model, self.vocab_size, bias=False)
@@ -37,6 +47,10 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith(("attn.w_o.weight", "ff.3.weight")):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * num_layers))
+
+    @classmethod
+    def config_problems(cls, options: dict) -> list[str]:
+        return heads_problems(options)
 
     @staticmethod
     def _init(module: nn.Module) -> None:
@@ -52,5 +66,5 @@ class GPT(nn.Module):
 
     def next_token_logits(self, tokens: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """[N, V] logits of the next token after `tokens` [N, t]: the `step` of `leedl_cli.decoding.generate`
-        (the last max_len tokens are seen when a sequence grows longer)."""
-        return self.forward(tokens[:, -self.max_len:])[:, -1]
+        (the last block_size tokens are seen when a sequence grows longer)."""
+        return self.forward(tokens[:, -self.block_size:])[:, -1]

@@ -9,25 +9,37 @@ pooled sentence vector -> linear for sentence classification (`pooling: mean | m
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated
 
 import torch
 from torch import nn
 
-from leedl_cli.models.attention import PositionalEncoding, TransformerEncoder
+from leedl_cli.contract import NonNegative, Provided
+from leedl_cli.models.attention import (
+    Dropout,
+    PositionalEncoding,
+    PositionalKind,
+    TransformerEncoder,
+    Width,
+    heads_problems,
+)
 from leedl_cli.models.sequence import SequenceModel
 
 
 class SelfAttentionModel(SequenceModel):
-    def __init__(self, vocab_size: int, num_classes: int, d_model: int = 128, num_layers: int = 2,
-                 num_heads: int = 4, d_ff: int | None = None, dropout: float = 0.1,
-                 positional_encoding: Literal["none", "sinusoidal", "learned"] = "sinusoidal", window: int | None = None, norm_first: bool = True,
-                 max_len: int = 1024, **kwargs) -> None:
+    def __init__(self, vocab_size: Provided[int], num_classes: Provided[int], d_model: Width = 128,
+                 num_layers: Width = 2, num_heads: Width = 4, d_ff: Width | None = None, dropout: Dropout = 0.1,
+                 positional_encoding: PositionalKind = "sinusoidal", window: Annotated[int, NonNegative] | None = None,
+                 norm_first: bool = True, max_len: Width = 1024, **kwargs) -> None:
         super().__init__(vocab_size, num_classes, d_model, dropout=dropout, **kwargs)
         self.positions = PositionalEncoding(positional_encoding, d_model, max_len)
         self.encoder = TransformerEncoder(num_layers, d_model, num_heads, d_ff, dropout, norm_first)
         self.window = None if window is None else int(window)
         self.classifier = nn.Linear(d_model, num_classes)
+
+    @classmethod
+    def config_problems(cls, options: dict) -> list[str]:
+        return heads_problems(options)
 
     def encode(self, x, mask, need_weights: bool = False, **kwargs):
         h, weights = self.encoder(self.positions(x), key_padding_mask=~mask, window=self.window,

@@ -2,7 +2,9 @@
 
 Every model here maps token ids [B, L] (0 = padding) to per-token logits [B, L, C] (N inputs -> N labels,
 `pooling: none`) or, with `pooling: mean | max | first`, to one vector per sequence -> logits [B, C]
-(N -> 1, sentiment). Which one is the task's choice (`task.pooling`, read by the model's YAML).
+(N -> 1, sentiment). The task chooses: conf/task_model/sentiment/<model>.yaml sets `model.pooling: mean`.
+From the data (`Provided`): the vocabulary size, the class count, the padding and unknown ids, and the sizes of
+the per-word feature vocabularies where the data has them (UD from scratch).
 
 `TokenFeatures`: the word's embedding, plus (when the data module supplies them) the embedding of its suffix,
 of its shape and a character CNN over its letters — what lets a tagger guess the tag of a word it never saw. During training `word_dropout`
@@ -14,15 +16,21 @@ replaces a fraction of the words by [UNK], so the [UNK] embedding is trained in 
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from leedl_cli.contract import NonNegative, Provided, Range
+from leedl_cli.data.tokenized import WordFeatureSizes
 from leedl_cli.errors import LeedlError
+from leedl_cli.models.attention import Dropout, Width
 
-POOLINGS = ("none", "mean", "max", "first")
+Pooling = Literal["none", "mean", "max", "first"]
+POOLINGS = get_args(Pooling)
+RNN_CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
+Cell = Literal[tuple(RNN_CELLS)]       # the recurrent cell: one of RNN_CELLS
 
 
 def pool(h: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
@@ -92,21 +100,20 @@ class TokenFeatures(nn.Module):
 class SequenceModel(nn.Module):
     """Base: TokenFeatures -> `encode` (subclass) -> pooling -> classifier."""
 
-    def __init__(self, vocab_size: int, num_classes: int, dim: int, embed_dim: int | None = None,
-                 suffix_vocab_size: int = 0, shape_vocab_size: int = 0, feature_dim: int = 32,
-                 word_dropout: float = 0.0, unk_token_id: int = 1, dropout: float = 0.1, pooling: Literal["none", "mean", "max", "first"] = "none",
-                 use_features: bool = True, pad_token_id: int = 0, num_labels: int | None = None,
-                 char_vocab_size: int = 0, char_filters: int = 64) -> None:
+    def __init__(self, vocab_size: Provided[int], num_classes: Provided[int], dim: int, embed_dim: int | None = None,
+                 word_features: Provided[WordFeatureSizes | None] = None, feature_dim: Annotated[int, Range(2)] = 32,
+                 word_dropout: Dropout = 0.0, unk_token_id: Provided[int] = 1, dropout: Dropout = 0.1,
+                 pooling: Pooling = "none", use_features: bool = True, pad_token_id: Provided[int] = 0,
+                 char_filters: Annotated[int, NonNegative] = 64) -> None:
         super().__init__()
-        if pad_token_id != 0 or (num_labels is not None and num_labels != num_classes):
-            raise LeedlError(f"from-scratch sequence models need padding id 0 (got {pad_token_id}) and "
-                             f"num_labels == num_classes (got {num_labels}, {num_classes})")
-        if pooling not in POOLINGS:
-            raise LeedlError(f"pooling={pooling!r}: one of {', '.join(POOLINGS)}")
+        if pad_token_id != 0:
+            raise LeedlError(f"from-scratch sequence models need padding id 0; the data's vocabulary pads with "
+                             f"{pad_token_id}")
         self.pooling = pooling
-        self.embed = TokenFeatures(vocab_size, dim, embed_dim, suffix_vocab_size if use_features else 0,
-                                   shape_vocab_size if use_features else 0, feature_dim, word_dropout, unk_token_id,
-                                   dropout, char_vocab_size if use_features else 0, char_filters)
+        sizes = word_features if use_features and word_features is not None else WordFeatureSizes(0, 0, 0)
+        self.embed = TokenFeatures(vocab_size, dim, embed_dim, sizes.suffix_vocab_size, sizes.shape_vocab_size,
+                                   feature_dim, word_dropout, unk_token_id, dropout, sizes.char_vocab_size,
+                                   char_filters)
 
     def encode(self, x: torch.Tensor, mask: torch.Tensor, **kwargs) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -120,8 +127,8 @@ class SequenceModel(nn.Module):
 class WindowMLP(SequenceModel):
     """Each word with `window` neighbours on each side (zero vectors beyond the sentence) -> MLP -> its tag."""
 
-    def __init__(self, vocab_size: int, num_classes: int, window: int = 2, embed_dim: int = 128, hidden: int = 256,
-                 dropout: float = 0.2, **kwargs) -> None:
+    def __init__(self, vocab_size: Provided[int], num_classes: Provided[int], window: Annotated[int, NonNegative] = 2,
+                 embed_dim: Width = 128, hidden: Width = 256, dropout: Dropout = 0.2, **kwargs) -> None:
         super().__init__(vocab_size, num_classes, embed_dim, embed_dim, dropout=dropout, **kwargs)
         self.window = int(window)
         width = (2 * self.window + 1) * embed_dim
@@ -140,14 +147,11 @@ class WindowMLP(SequenceModel):
 class RNNTagger(SequenceModel):
     """A (bi)directional LSTM or GRU over the sentence (packed: padding never enters the recurrence)."""
 
-    def __init__(self, vocab_size: int, num_classes: int, cell: str = "lstm", embed_dim: int = 128,
-                 hidden: int = 128, num_layers: int = 1, bidirectional: bool = True, dropout: float = 0.2,
-                 **kwargs) -> None:
+    def __init__(self, vocab_size: Provided[int], num_classes: Provided[int], cell: Cell = "lstm",
+                 embed_dim: Width = 128, hidden: Width = 128, num_layers: Width = 1, bidirectional: bool = True,
+                 dropout: Dropout = 0.2, **kwargs) -> None:
         super().__init__(vocab_size, num_classes, embed_dim, embed_dim, dropout=dropout, **kwargs)
-        rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU}.get(cell)
-        if rnn_cls is None:
-            raise LeedlError(f"model.cell={cell!r}: one of lstm, gru")
-        self.rnn = rnn_cls(embed_dim, hidden, num_layers=num_layers, batch_first=True, bidirectional=bidirectional,
+        self.rnn = RNN_CELLS[cell](embed_dim, hidden, num_layers=num_layers, batch_first=True, bidirectional=bidirectional,
                            dropout=dropout if num_layers > 1 else 0.0)
         out = hidden * (2 if bidirectional else 1)
         self.drop = nn.Dropout(dropout)

@@ -19,6 +19,9 @@ calibration (Zhao et al. 2021, "Calibrate before use") measures that bias with a
 place of the sentence) after the same demonstrations and divides it out: prediction = argmax_c log p(c | x) -
 log p(c | N/A). It is logged beside the plain accuracy as `test/acc_calibrated` (`rescore(path, calibrated=True)`
 recomputes it from the saved files).
+
+From the data (`Provided`): the prompt format (template, label words), the number of draws and each draw's
+prompt prefix (its demonstrations as text).
 """
 from __future__ import annotations
 
@@ -28,10 +31,14 @@ import json
 import logging
 import statistics
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from leedl_cli.atomic import write_csv_atomic, write_text_atomic
+from leedl_cli.contract import Provided
+from leedl_cli.data.few_shot import PromptFormat
 from leedl_cli.tasks.base import LeedlTask
 
 log = logging.getLogger(__name__)
@@ -142,21 +149,22 @@ def rescore(path: str | Path, calibrated: bool = False) -> dict[int, float]:
 class FewShotClassification(LeedlTask):
     """In-context learning: classify by the label word the causal LM finds most likely after k demonstrations."""
 
-    def __init__(self, model, optimizer=None, scheduler=None, save_predictions: bool = True) -> None:
-        super().__init__(model, optimizer, scheduler)
+    def __init__(self, model, optimizer=None, scheduler=None, run_dir: Path | None = None,
+                 prompt_format: Provided[PromptFormat | None] = None, draws: Provided[int] = 1,
+                 prompt_prefix: Provided[Callable[[int], str] | None] = None, save_predictions: bool = True) -> None:
+        super().__init__(model, optimizer, scheduler, run_dir=run_dir)
+        self.format, self.draws, self.prompt_prefix = prompt_format, int(draws), prompt_prefix
         self.save_predictions = save_predictions
         self.rows: list[dict] = []
 
     def on_test_start(self) -> None:
-        dm = self.trainer.datamodule
         tok, hf = self.model.tokenizer, self.model.hf
-        self.format, self.draws = dm.format, dm.draws
         self.labels = [encode(tok, w) for w in self.format.label_words]
         self.prefixes, self.caches, self.texts, self.content_free = [], [], [], []
-        fields = dm.test_examples[0]["fields"] if dm.test_examples else {}
+        fields = self.format.fields
         free_query = encode(tok, self.format.render({f: "N/A" for f in fields}))
         for d in range(self.draws):
-            text = dm.prompt_prefix(d)
+            text = self.prompt_prefix(d)
             prefix = start_ids(tok) + (encode(tok, text) if text else [])
             self.texts.append(text)
             self.prefixes.append(prefix)
@@ -209,14 +217,9 @@ class FewShotClassification(LeedlTask):
             self._write()
 
     def _write(self) -> None:
-        path = self.run_dir / PREDICTIONS_FILE
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(self.rows[0]) if self.rows else ["index"])
-            writer.writeheader()
-            writer.writerows(self.rows)
-        tmp.replace(path)
-        (self.run_dir / "demonstrations.json").write_text(json.dumps(
+        path = write_csv_atomic(self.run_dir / PREDICTIONS_FILE, list(self.rows[0]) if self.rows else ["index"],
+                                self.rows)
+        write_text_atomic(self.run_dir / "demonstrations.json", json.dumps(
             [{"draw": d, "prefix": t, "content_free_logp": c} for d, (t, c) in enumerate(zip(self.texts, self.content_free))],
             indent=1, ensure_ascii=False))
         self.results["predictions"] = str(path)

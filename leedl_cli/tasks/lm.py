@@ -6,15 +6,20 @@ training steps in `plots/perplexity.png` and listed in results.json (`val_ppl_cu
 blocks at the end. After training, continuations of a few fixed prompts are generated with the chapter 4
 decoding (`leedl_cli.decoding.generate`: greedy, top-k sampling, nucleus sampling) and saved in
 `samples.txt`, with the distinct-2 diversity of each strategy in results.json.
+From the data (`Provided`): the vocabulary's encode / decode and its [EOS] id (the samples' prompts and text).
 """
 from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
+from typing import Annotated, Callable
 
 import torch
 import torch.nn.functional as F
 
+from leedl_cli.atomic import write_text_atomic
+from leedl_cli.contract import AtLeastOne, Provided
 from leedl_cli.decoding import distinct_n, generate
 from leedl_cli.tasks.base import LeedlTask
 
@@ -27,9 +32,13 @@ DEFAULT_STRATEGIES = ({"name": "greedy", "strategy": "greedy"},
 
 
 class LanguageModelPretraining(LeedlTask):
-    def __init__(self, model, optimizer=None, scheduler=None, prompts: list[str] | None = None,
-                 samples_per_prompt: int = 2, max_new_tokens: int = 30, sample_seed: int = 0) -> None:
-        super().__init__(model, optimizer, scheduler)
+    def __init__(self, model, optimizer=None, scheduler=None, run_dir: Path | None = None,
+                 encode: Provided[Callable[[str], list[int]] | None] = None,
+                 decode: Provided[Callable[[list[int]], str] | None] = None, eos_id: Provided[int | None] = None,
+                 prompts: list[str] | None = None, samples_per_prompt: Annotated[int, AtLeastOne] = 2,
+                 max_new_tokens: Annotated[int, AtLeastOne] = 30, sample_seed: int = 0) -> None:
+        super().__init__(model, optimizer, scheduler, run_dir=run_dir)
+        self.encode, self.decode, self.eos_id = encode, decode, eos_id
         self.prompts = list(prompts) if prompts is not None else list(DEFAULT_PROMPTS)
         self.samples_per_prompt, self.max_new_tokens = int(samples_per_prompt), int(max_new_tokens)
         self.sample_seed = int(sample_seed)
@@ -89,7 +98,8 @@ class LanguageModelPretraining(LeedlTask):
             return
         if self.curve:
             self._plot()
-        self._samples()
+        if self.encode is not None:
+            self._samples()
 
     def _plot(self) -> None:
         import matplotlib
@@ -110,7 +120,6 @@ class LanguageModelPretraining(LeedlTask):
 
     @torch.no_grad()
     def _samples(self) -> None:
-        dm = self.trainer.datamodule
         was = self.model.training
         self.model.eval()
         gen = torch.Generator().manual_seed(self.sample_seed)
@@ -120,17 +129,16 @@ class LanguageModelPretraining(LeedlTask):
             outs = []
             lines.append(f"== {spec['name']}")
             for prompt in self.prompts:
-                ids = [dm.eos_id] + dm.encode(prompt)   # [EOS] ends the line before: a line starts here
+                ids = [self.eos_id] + self.encode(prompt)   # [EOS] ends the line before: a line starts here
                 n = 1 if opts["strategy"] == "greedy" else self.samples_per_prompt
                 prefix = torch.tensor([ids] * n, device=self.device)
-                for cont in generate(self.model.next_token_logits, prefix, dm.eos_id, self.max_new_tokens,
+                for cont in generate(self.model.next_token_logits, prefix, self.eos_id, self.max_new_tokens,
                                      generator=gen, **opts):
                     outs.append(cont)
-                    lines.append(f"{prompt} || {dm.decode(cont)}")
+                    lines.append(f"{prompt} || {self.decode(cont)}")
             diversity[spec["name"]] = {"distinct_1": distinct_n(outs, 1), "distinct_2": distinct_n(outs, 2)}
             lines.append("")
-        path = self.run_dir / SAMPLES_FILE
-        path.write_text("\n".join(lines), encoding="utf-8")
+        path = write_text_atomic(self.run_dir / SAMPLES_FILE, "\n".join(lines))
         self.results["samples"] = str(path)
         self.results["sample_diversity"] = diversity
         self.model.train(was)

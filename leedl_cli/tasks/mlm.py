@@ -5,15 +5,19 @@ predicts the original token at the chosen positions (cross-entropy over the voca
 positions ignored). Logged: loss, masked-token accuracy, perplexity. At the end the encoder + MLM head
 and the tokenizer are saved in Hugging Face format in run_dir/hf_model: give that directory as
 `model.backbone=<run_dir>/hf_model` to `bert_squad` or `sentiment` (the "own pretraining" row).
+From the data (`Provided`): the tokenizer, saved with the model.
 """
 from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from leedl_cli.contract import Provided
 from leedl_cli.data.tokenized import IGNORE_INDEX
 from leedl_cli.tasks.base import LeedlTask, StagedSteps
 
@@ -21,9 +25,10 @@ log = logging.getLogger(__name__)
 
 
 class MaskedLMPretraining(StagedSteps, LeedlTask):
-    def __init__(self, model, optimizer=None, scheduler=None, export: bool = True) -> None:
-        super().__init__(model, optimizer, scheduler)
-        self.export = export
+    def __init__(self, model, optimizer=None, scheduler=None, run_dir: Path | None = None,
+                 tokenizer: Provided[Any] = None, export: bool = True) -> None:
+        super().__init__(model, optimizer, scheduler, run_dir=run_dir)
+        self.tokenizer, self.export = tokenizer, export
 
     def _masked_logits(self, batch, chosen):
         """Vocabulary logits of the chosen (masked) positions only.
@@ -58,6 +63,6 @@ class MaskedLMPretraining(StagedSteps, LeedlTask):
 
     def on_fit_end(self) -> None:
         if self.export and self.run_dir is not None and self.trainer.is_global_zero and not self.diverged:
-            path = self.model.export(self.run_dir / "hf_model", self.trainer.datamodule.tokenizer)
+            path = self.model.export(self.run_dir / "hf_model", self.tokenizer)
             self.results["hf_model"] = str(path)
             log.info("pretrained BERT saved: use it with model.backbone=%s", path)

@@ -7,16 +7,21 @@ the best valid span over all windows of a question — start <= end, both inside
 Exact match and F1 use the official SQuAD v1.1 normalisation. Predictions are saved per question
 (run_dir/predictions_{val,test}.json) and the fine-tuned model + tokenizer in Hugging Face format
 (run_dir/hf_model: `transformers.pipeline("question-answering", model=...)` loads it).
+From the data (`Provided`): the questions and windows of the evaluation splits, the tokenizer (export) and how
+the data was split (results.json `data_split`).
 """
 from __future__ import annotations
 
-import json
 import logging
+from pathlib import Path
+from typing import Annotated, Any, Callable
 
 import numpy as np
 import torch
 
 from leedl_cli.analysis.squad_metrics import squad_scores
+from leedl_cli.atomic import write_json_atomic
+from leedl_cli.contract import AtLeastOne, Provided
 from leedl_cli.tasks.base import LeedlTask
 
 log = logging.getLogger(__name__)
@@ -65,10 +70,15 @@ def decode_answers(examples: list[dict], features: list[dict], start_logits: dic
 
 
 class ExtractiveQA(LeedlTask):
-    def __init__(self, model, optimizer=None, scheduler=None, max_answer_tokens: int = 30, n_best: int = 20,
-                 export: bool = True) -> None:
-        super().__init__(model, optimizer, scheduler)
+    def __init__(self, model, optimizer=None, scheduler=None, run_dir: Path | None = None,
+                 eval_examples: Provided[Callable[[str], list[dict]] | None] = None,
+                 eval_features: Provided[Callable[[str], list[dict]] | None] = None, tokenizer: Provided[Any] = None,
+                 split_info: Provided[Callable[[], dict] | None] = None, max_answer_tokens: Annotated[int, AtLeastOne] = 30,
+                 n_best: Annotated[int, AtLeastOne] = 20, export: bool = True) -> None:
+        super().__init__(model, optimizer, scheduler, run_dir=run_dir)
         self.max_answer_tokens, self.n_best, self.export = int(max_answer_tokens), int(n_best), export
+        self.eval_examples, self.eval_features = eval_examples, eval_features
+        self.tokenizer, self.split_info = tokenizer, split_info
         self._logits: dict[str, dict] = {}
 
     def _inputs(self, batch: dict) -> dict:
@@ -103,19 +113,18 @@ class ExtractiveQA(LeedlTask):
         store = self._logits.pop(stage, None)
         if store is None or self.trainer.sanity_checking:
             return
-        dm = self.trainer.datamodule
-        examples = dm.examples[stage]
-        predictions = decode_answers(examples, dm.features[stage], store["start"], store["end"],
-                                     self.max_answer_tokens, self.n_best)
-        seen = {f["example_index"] for fi, f in enumerate(dm.features[stage]) if fi in store["start"]}
+        examples, features = self.eval_examples(stage), self.eval_features(stage)
+        predictions = decode_answers(examples, features, store["start"], store["end"], self.max_answer_tokens,
+                                     self.n_best)
+        seen = {f["example_index"] for fi, f in enumerate(features) if fi in store["start"]}
         answers = {examples[i]["id"]: examples[i]["answers"]["text"] for i in sorted(seen)}
         scores = squad_scores(predictions, answers)
         self.log(f"{stage}/em", scores["exact_match"], prog_bar=True)
         self.log(f"{stage}/f1", scores["f1"], prog_bar=True)
         self.results[f"{stage}_questions_scored"] = len(answers)
         if self.run_dir is not None:
-            with open(self.run_dir / f"predictions_{stage}.json", "w", encoding="utf-8") as f:
-                json.dump({qid: predictions.get(qid, "") for qid in answers}, f, ensure_ascii=False, indent=1)
+            write_json_atomic(self.run_dir / f"predictions_{stage}.json",
+                              {qid: predictions.get(qid, "") for qid in answers})
 
     def on_validation_epoch_end(self) -> None:
         self._finish("val")
@@ -124,13 +133,12 @@ class ExtractiveQA(LeedlTask):
         self._finish("test")
 
     def on_fit_start(self) -> None:
-        dm = self.trainer.datamodule
-        if dm is not None and getattr(dm, "split_info", None):
-            self.results["data_split"] = dm.split_info
+        if self.split_info is not None:
+            self.results["data_split"] = self.split_info()
 
     def on_fit_end(self) -> None:
         if self.export and self.run_dir is not None and self.trainer.is_global_zero and not self.diverged:
-            path = self.model.export(self.run_dir / "hf_model", self.trainer.datamodule.tokenizer)
+            path = self.model.export(self.run_dir / "hf_model", self.tokenizer)
             self.results["hf_model"] = str(path)
             log.info("fine-tuned model + tokenizer saved in Hugging Face format: %s", path)
 

@@ -8,20 +8,25 @@ decides what a sequence is. The head is transformers' sequence-classification he
 (BERT's pooler — a dense layer + tanh on [CLS] — then one linear layer), trained with the whole encoder
 (fine-tuning). Accuracy on the test set (SST-2: the labelled GLUE dev set; NLI: SNLI test).
 
-Predictions are saved per example in run_dir/predictions_{val,test}.tsv (`index`, `label`, `prediction`,
-as label names where the data module has them): re-scoring that file gives back the reported accuracy
+Predictions are saved per example in run_dir/predictions_{val,test}.tsv (`index`, `label`, `prediction` as
+label names, and the example's text): re-scoring that file gives back the reported accuracy
 (`score_predictions`). With `export: true` the fine-tuned model + tokenizer go to run_dir/hf_model.
+From the data (`Provided`): the classes and their names, each split's texts, the tokenizer (export) and how the
+data was split (results.json `data_split`).
 """
 from __future__ import annotations
 
 import csv
 import logging
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 import torchmetrics
 
+from leedl_cli.atomic import replace_atomically
+from leedl_cli.contract import Provided
 from leedl_cli.tasks.base import LeedlTask, StagedSteps
 
 log = logging.getLogger(__name__)
@@ -37,10 +42,15 @@ def score_predictions(path: str | Path) -> dict:
 
 
 class SentenceClassification(StagedSteps, LeedlTask):
-    def __init__(self, model, optimizer=None, scheduler=None, num_classes: int = 2, export: bool = False,
+    def __init__(self, model, optimizer=None, scheduler=None, run_dir: Path | None = None,
+                 num_classes: Provided[int] = 2, label_names: Provided[tuple[str, ...] | None] = None,
+                 texts: Provided[Callable[[str], list[str]] | None] = None, tokenizer: Provided[Any] = None,
+                 split_info: Provided[Callable[[], dict] | None] = None, export: bool = False,
                  save_predictions: bool = True) -> None:
-        super().__init__(model, optimizer, scheduler)
+        super().__init__(model, optimizer, scheduler, run_dir=run_dir)
         self.export, self.save_predictions = export, save_predictions
+        self.label_names = tuple(label_names) if label_names is not None else None
+        self.texts, self.tokenizer, self.split_info = texts, tokenizer, split_info
         self.acc = torch.nn.ModuleDict({f"{s}_acc": torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)
                                         for s in ("train", "val", "test")})
         self._predictions: dict[str, dict[int, tuple[int, int]]] = {}
@@ -68,17 +78,18 @@ class SentenceClassification(StagedSteps, LeedlTask):
         store = self._predictions.pop(stage, None)
         if not store or not self.save_predictions or self.run_dir is None:
             return
-        dm = self.trainer.datamodule
-        names = dm.label_names() if hasattr(dm, "label_names") else None
-        texts = dm.texts(stage) if hasattr(dm, "texts") else None
-        path = self.run_dir / f"predictions_{stage}.tsv"
-        with open(path, "w", encoding="utf-8", newline="") as f:
+        names = self.label_names
+        texts = self.texts(stage) if self.texts is not None else None
+
+        def write(f) -> None:
             w = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_MINIMAL)
             w.writerow(["index", "label", "prediction"] + (["text"] if texts else []))
             for i in sorted(store):
                 t, p = store[i]
                 row = [i, names[t] if names else t, names[p] if names else p]
                 w.writerow(row + ([texts[i]] if texts else []))
+
+        path = replace_atomically(self.run_dir / f"predictions_{stage}.tsv", write, newline="")
         self.results[f"predictions_{stage}"] = str(path)
 
     def on_validation_epoch_end(self) -> None:
@@ -88,11 +99,9 @@ class SentenceClassification(StagedSteps, LeedlTask):
         self._write("test")
 
     def on_fit_start(self) -> None:
-        dm = self.trainer.datamodule
-        if dm is not None and getattr(dm, "split_info", None):
-            self.results["data_split"] = dm.split_info
+        if self.split_info is not None:
+            self.results["data_split"] = self.split_info()
 
     def on_fit_end(self) -> None:
         if self.export and hasattr(self.model, "export") and self.run_dir is not None and self.trainer.is_global_zero and not self.diverged:
-            self.results["hf_model"] = str(self.model.export(self.run_dir / "hf_model",
-                                                             self.trainer.datamodule.tokenizer))
+            self.results["hf_model"] = str(self.model.export(self.run_dir / "hf_model", self.tokenizer))

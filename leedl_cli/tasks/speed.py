@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 
+from leedl_cli.contract import AtLeastOne, NonNegative
 from leedl_cli.tasks.base import LeedlTask
 
 
@@ -76,8 +79,9 @@ def measure(model, ids: torch.Tensor, labels: torch.Tensor, optimizer_factory, r
 
 
 class SequenceSpeed(LeedlTask):
-    def __init__(self, model, optimizer=None, scheduler=None, repeats: int = 5, warmup: int = 2) -> None:
-        super().__init__(model, optimizer, scheduler)
+    def __init__(self, model, optimizer=None, scheduler=None, run_dir: Path | None = None,
+                 repeats: Annotated[int, AtLeastOne] = 5, warmup: Annotated[int, NonNegative] = 2) -> None:
+        super().__init__(model, optimizer, scheduler, run_dir=run_dir)
         self.repeats, self.warmup = int(repeats), int(warmup)
 
     def test_step(self, batch, batch_idx):

@@ -8,11 +8,15 @@ beside results.json, so any CoNLL-U scorer can check them. For attention models,
 every head for one test sentence are drawn in plots/ (`attention_layer<k>.png`).
 
 Models: anything from `models/sequence.py` / `models/self_attention.py` (token ids + suffix/shape features)
-or the Hugging Face wrapper with a token-classification head (`model=bert`, `task.head: token_classification`).
+or the Hugging Face wrapper with a token-classification head (`model=bert`: `model.head: token_classification`, set by conf/task_model/pos_tagging/bert.yaml).
+From the data (`Provided`): the tag count and names, the test sentences' words, the CoNLL-U writer of predicted
+tags and one collated test sentence (heat maps).
 """
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Annotated, Callable
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +27,7 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
+from leedl_cli.contract import Probability, Provided
 from leedl_cli.data.tokenized import IGNORE_INDEX
 from leedl_cli.tasks.base import LeedlTask, StagedSteps
 
@@ -32,10 +37,17 @@ SCRATCH_INPUTS = ("input_ids", "suffix_ids", "shape_ids", "char_ids")
 
 
 class TokenClassification(StagedSteps, LeedlTask):
-    def __init__(self, model, optimizer=None, scheduler=None, num_classes: int = 17, label_smoothing: float = 0.0,
-                 heatmap: bool = True, heatmap_words: tuple = (8, 16)) -> None:
-        super().__init__(model, optimizer, scheduler)
+    def __init__(self, model, optimizer=None, scheduler=None, run_dir: Path | None = None,
+                 num_classes: Provided[int] = 17, label_names: Provided[tuple[str, ...] | None] = None,
+                 test_words: Provided[Callable[[], list[list[str]]] | None] = None,
+                 write_test_conllu: Provided[Callable[[list[list[str]], Path], Path] | None] = None,
+                 test_batch: Provided[Callable[[int], dict] | None] = None,
+                 label_smoothing: Annotated[float, Probability] = 0.0, heatmap: bool = True,
+                 heatmap_words: tuple = (8, 16)) -> None:
+        super().__init__(model, optimizer, scheduler, run_dir=run_dir)
         self.num_classes, self.label_smoothing = int(num_classes), float(label_smoothing)
+        self.label_names = tuple(label_names) if label_names else tuple(str(i) for i in range(self.num_classes))
+        self.test_words, self.write_test_conllu, self.test_batch = test_words, write_test_conllu, test_batch
         self.heatmap, self.heatmap_words = heatmap, tuple(heatmap_words)
         self.hf = hasattr(model, "hf")
         self._eval: dict[str, dict] = {}
@@ -100,8 +112,7 @@ class TokenClassification(StagedSteps, LeedlTask):
         store = self._finish("test")
         if store is None:
             return
-        dm = self.trainer.datamodule
-        names = list(getattr(dm, "labels", range(self.num_classes)))
+        names = self.label_names
         p, y, c = store["preds_all"], store["labels_all"], self.num_classes
         prec = multiclass_precision(p, y, c, average="none")
         rec = multiclass_recall(p, y, c, average="none")
@@ -113,42 +124,40 @@ class TokenClassification(StagedSteps, LeedlTask):
                                    for i in range(c)}
         self.results["test_tokens"] = int(len(y))
         if self.run_dir is not None and self.trainer.is_global_zero:
-            self._write_predictions(dm, store["rows"], names)
+            self._write_predictions(store["rows"], names)
             if self.heatmap:
-                self._draw_attention(dm)
+                self._draw_attention()
 
     # ---- files -------------------------------------------------------------------------------
-    def _write_predictions(self, dm, rows: dict, names: list) -> None:
-        sentences = getattr(dm, "sentences", {}).get("test")
-        source = getattr(dm, "files", {}).get("test")
-        if not sentences or source is None or len(rows) != len(sentences):
+    def _write_predictions(self, rows: dict, names: tuple) -> None:
+        if self.test_words is None or self.write_test_conllu is None:
             return
-        from leedl_cli.data.ud import write_conllu_with_upos
-
+        sentences = self.test_words()
+        if not sentences or len(rows) != len(sentences):
+            return
         predicted, unlabelled = [], 0
-        for i, sent in enumerate(sentences):
+        for i, words in enumerate(sentences):
             tags = [names[k] for k in rows[i]]
-            unlabelled += max(0, len(sent["words"]) - len(tags))
-            predicted.append((tags + ["X"] * len(sent["words"]))[: len(sent["words"])])
-        path = write_conllu_with_upos(source, self.run_dir / "predictions_test.conllu", predicted)
+            unlabelled += max(0, len(words) - len(tags))
+            predicted.append((tags + ["X"] * len(words))[: len(words)])
+        path = self.write_test_conllu(predicted, self.run_dir / "predictions_test.conllu")
         self.results["predictions"] = str(path)
         if unlabelled:   # words cut off by a backbone's max_length: written as X, not in the metrics
             self.results["test_words_truncated"] = unlabelled
             log.warning("%d test words beyond max_length were not tagged (X in %s)", unlabelled, path.name)
 
-    def _draw_attention(self, dm) -> None:
-        if not hasattr(self.model, "attention_maps"):
+    def _draw_attention(self) -> None:
+        if not hasattr(self.model, "attention_maps") or self.test_words is None or self.test_batch is None:
             return
-        sentences = dm.sentences["test"]
+        sentences = self.test_words()
         lo, hi = self.heatmap_words
-        index = next((i for i, s in enumerate(sentences) if lo <= len(s["words"]) <= hi), 0)
-        feat = dm.features["test"][index]
-        collated = dm._collator()([feat])
+        index = next((i for i, words in enumerate(sentences) if lo <= len(words) <= hi), 0)
+        collated = self.test_batch(index)
         batch = {k: collated[k].to(self.device) for k in SCRATCH_INPUTS if k in collated}
         from leedl_cli.analysis.attention_maps import plot_heads
 
         weights = self.model.attention_maps(**batch)
-        words = sentences[index]["words"]
+        words = sentences[index]
         paths = [str(plot_heads(w[0], words, self.plots_dir() / f"attention_layer{k + 1}.png",
                                 f"layer {k + 1}: alpha' of each head (test sentence {index})"))
                  for k, w in enumerate(weights)]
