@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from leedl_cli.atomic import replace_atomically
+
 DOMAIN_NAMES = ("source (MNIST)", "target (MNIST-M)")
 COLORS = ("tab:blue", "tab:red")
 
@@ -43,7 +45,7 @@ def plot_embedding(xy: np.ndarray, domain: np.ndarray, title: str, path: Path) -
     fig, ax = plt.subplots(figsize=(5, 5))
     _draw(ax, xy, domain, title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    replace_atomically(path, lambda f: fig.savefig(f, format="png", dpi=120), binary=True)
     plt.close(fig)
     return path
 
@@ -66,7 +68,7 @@ def report_tsne(runs: list[dict], out_dir: Path) -> list[Path]:
         _draw(ax, z["xy"], z["domain"], f"{mode.replace('_', '-')} (seed {seed})")
     fig.tight_layout()
     path = out_dir / "tsne_source_only_vs_dann.png"
-    fig.savefig(path, dpi=120)
+    replace_atomically(path, lambda f: fig.savefig(f, format="png", dpi=120), binary=True)
     plt.close(fig)
     return [path]
 

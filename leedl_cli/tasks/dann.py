@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from leedl_cli.atomic import replace_atomically
 from leedl_cli.contract import NonNegative, Provided
 from leedl_cli.data.mnist_m import TEST_DOMAINS, Mode
 from leedl_cli.errors import LeedlError
@@ -74,7 +75,8 @@ class DomainAdversarial(LeedlTask):
         self.test_labels: dict[str, list] = {d: [] for d in self.test_domains}
 
     def _summed(self, *keys: str) -> list[float]:
-        """The tallies `keys`, summed over every DDP process (as they are in one process)."""
+        """The tallies `keys`, summed over every DDP process (as they are in one process): the values logged from
+        them are the same on every process (`sync_dist=True` then averages equal numbers)."""
         values = torch.tensor([self.sums[k] for k in keys], dtype=torch.float64, device=self.device)
         if self._trainer is not None and self.trainer.world_size > 1:
             values = self.trainer.strategy.reduce(values, reduce_op="sum")
@@ -124,10 +126,10 @@ class DomainAdversarial(LeedlTask):
     def on_train_epoch_end(self) -> None:
         correct, n, loss, domain_correct, domain_n = self._summed(*TRAIN_TALLIES)
         if n:
-            self.log("train/acc", correct / n, prog_bar=True)
-            self.log("train/loss", loss / n)
+            self.log("train/acc", correct / n, prog_bar=True, sync_dist=True)
+            self.log("train/loss", loss / n, sync_dist=True)
         if domain_n:
-            self.log("train/domain_acc", domain_correct / domain_n, prog_bar=True)
+            self.log("train/domain_acc", domain_correct / domain_n, prog_bar=True, sync_dist=True)
         for k in TRAIN_TALLIES:
             self.sums[k] = 0.0
 
@@ -155,7 +157,7 @@ class DomainAdversarial(LeedlTask):
     def on_validation_epoch_end(self) -> None:
         correct, n = self._summed("val_correct", "val_n")
         if n:
-            self.log("val/acc", correct / n, prog_bar=True)
+            self.log("val/acc", correct / n, prog_bar=True, sync_dist=True)
         self.sums["val_correct"] = self.sums["val_n"] = 0.0
 
     def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
@@ -176,7 +178,7 @@ class DomainAdversarial(LeedlTask):
         for domain in self.test_domains:
             correct, n = self._summed(f"{domain}_correct", f"{domain}_n")
             if n:
-                self.log(f"test/{domain}_acc", correct / n, add_dataloader_idx=False)
+                self.log(f"test/{domain}_acc", correct / n, add_dataloader_idx=False, sync_dist=True)
                 self.results[f"test_{domain}_images"] = int(n)
             self.sums[f"{domain}_correct"] = self.sums[f"{domain}_n"] = 0.0
         if (self.tsne_points and self.run_dir is not None and self.trainer.is_global_zero
@@ -192,7 +194,8 @@ class DomainAdversarial(LeedlTask):
         domain = np.concatenate([np.full(len(f), i) for i, f in enumerate(feats)])
         xy = embed(np.concatenate(feats), seed=0)
         out = self.plots_dir()
-        np.savez_compressed(out / "tsne.npz", xy=xy, domain=domain, label=np.concatenate(labels), mode=self.mode)
+        replace_atomically(out / "tsne.npz", lambda f: np.savez_compressed(
+            f, xy=xy, domain=domain, label=np.concatenate(labels), mode=self.mode), binary=True)
         path = out / "tsne.png"
         plot_embedding(xy, domain, f"{self.mode}: t-SNE of G_f features", path)
         return str(path)
