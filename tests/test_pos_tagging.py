@@ -118,3 +118,36 @@ def test_self_attention_on_2000_ewt_sentences_pinned(run_leedl, tmp_path):
                      *data_dir_for("mirror", tmp_path)])
     assert res["status"] == "ok", res.get("error")
     assert res["metrics"]["test/acc"] >= 0.80
+
+
+def test_per_model_settings_are_config_layers_the_command_line_overrides(compose_cfg):
+    """conf/task_model/pos_tagging/<model>.yaml: a pretrained backbone is fine-tuned with a small lr for 3 epochs
+    and the token-classification head; from scratch the task file's 2e-3 and 15 epochs; the command line wins."""
+    bert = compose_cfg(["task=pos_tagging", "model=bert"])
+    assert (bert.optimizer.lr, bert.trainer.max_epochs, bert.model.head) == (1e-4, 3, "token_classification")
+    assert compose_cfg(["task=pos_tagging", "model=bert_small"]).optimizer.lr == 5e-4
+    scratch = compose_cfg(["task=pos_tagging", "model=self_attention"])
+    assert (scratch.optimizer.lr, scratch.trainer.max_epochs, scratch.model.pooling) == (2e-3, 15, "none")
+    cli = compose_cfg(["task=pos_tagging", "model=bert", "optimizer.lr=0.5", "trainer.max_epochs=7"])
+    assert (cli.optimizer.lr, cli.trainer.max_epochs) == (0.5, 7)
+    preset = compose_cfg(["experiment=tagger_comparison", "model=bert"])
+    assert (preset.optimizer.lr, preset.trainer.max_epochs) == (1e-4, 3)
+    budget = compose_cfg(["experiment=pretrain_vs_random", "budget=pos_tagging"])
+    assert (budget.model.name, budget.optimizer.lr, budget.trainer.max_epochs) == ("bert", 1e-4, 2), "the budget wins"
+
+
+def test_tagging_spec_gives_the_task_what_it_writes(tmp_path):
+    """The data module's spec: UPOS names, sizes for the from-scratch models, the test words, a CoNLL-U writer."""
+    from leedl_cli.data.ud import UPOS, UDDataModule, read_conllu
+
+    write_ud(tmp_path / "data", n_train=20, n_eval=6)
+    dm = UDDataModule(data_dir=str(tmp_path / "data"))
+    spec = dm.provides()
+    assert spec.label_names == tuple(UPOS) and spec.num_classes == 17 and spec.pad_token_id == 0
+    assert spec.vocab_size == len(dm.vocab) and spec.word_features.char_vocab_size == len(dm.char_vocab)
+    words = spec.test_words()
+    assert len(words) == 6 and words[0][0][0].isupper()
+    out = spec.write_test_conllu([["NOUN"] * len(w) for w in words], tmp_path / "pred.conllu")
+    assert [s["upos"] for s in read_conllu(out)] == [["NOUN"] * len(w) for w in words]
+    batch = spec.test_batch(0)
+    assert batch["input_ids"].shape == (1, len(words[0])) and batch["char_ids"].shape[:2] == (1, len(words[0]))
