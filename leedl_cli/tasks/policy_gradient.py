@@ -154,7 +154,12 @@ class PolicyGradient(LeedlTask):
             metrics["train/episode_return"] = float(np.mean(finished))
         if self.rollouts.recent:
             metrics["train/return_recent"] = float(np.mean(self.rollouts.recent))
+        metrics.update(self.extra_train_metrics())
         self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=1)
+
+    def extra_train_metrics(self) -> dict[str, float]:
+        """More metrics for the rows of the learning curve (task=atari: env frames, frames/s)."""
+        return {}
 
     def _maybe_stop_early(self) -> None:
         """Stop once the policy reaches `target_return` on held-out check episodes (seeds unlike the test's)."""
