@@ -135,3 +135,79 @@ def test_bad_options_are_named(kwargs, words):
     step, _ = bigram_step(torch.zeros(1, 3, 3))
     with pytest.raises(LeedlError, match=words):
         generate(step, torch.tensor([[1]]), EOS, 3, **kwargs)
+
+
+def test_one_length_limit_per_input_equals_decoding_each_alone():
+    """A per-input limit makes an input's result independent of the batch it is decoded in."""
+    table = torch.full((3, 4, 4), -5.0)
+    table[..., 2] = 5.0                                      # token 2 is always the most likely; eos never wins
+    step, _ = bigram_step(table)
+    prefix = torch.tensor([[3], [3], [3]])
+    limits = [0, 2, 5]
+    for strategy in ("greedy", "beam", "sampling"):
+        gen = [torch.Generator().manual_seed(i) for i in range(3)] if strategy == "sampling" else None
+        together = generate(step, prefix, EOS, limits, strategy, beam_size=3, top_k=1, generator=gen)
+        assert [len(seq) for seq in together] == limits, strategy
+        alone = [generate(lambda tokens, rows, b=b: step(tokens, torch.full_like(rows, b)), prefix[b:b + 1], EOS,
+                          limits[b], strategy, beam_size=3, top_k=1)[0] for b in range(3)]
+        assert together == alone, strategy
+    with pytest.raises(LeedlError, match="2 length limits for 3 inputs"):
+        generate(step, prefix, EOS, [1, 2])
+
+
+def test_one_generator_per_input_makes_sampling_independent_of_the_batch():
+    g = torch.Generator().manual_seed(5)
+    table = torch.randn(4, 12, 12, generator=g)
+    step, _ = bigram_step(table)
+    prefix = torch.tensor([[11]] * 4)
+
+    def gens(order):
+        return [torch.Generator().manual_seed(100 + b) for b in order]
+
+    forward = generate(step, prefix, EOS, 10, "sampling", generator=gens(range(4)))
+
+    def step_reversed(tokens, rows):      # the same inputs in the opposite order
+        return step(tokens, 3 - rows)
+    backward = generate(step_reversed, prefix, EOS, 10, "sampling", generator=gens([3, 2, 1, 0]))
+    assert backward == forward[::-1]
+
+
+def test_decode_settings_ranges_and_per_sentence_helpers():
+    from leedl_cli.decoding import DECODES, DecodeSettings
+
+    assert DECODES == ("greedy", "beam", "sampling")
+    for bad, words in (({"strategy": "topk"}, "strategy='topk': expected one of greedy, beam, sampling"),
+                       ({"beam_size": 0}, "beam_size=0: expected a number >= 1"),
+                       ({"temperature": -1.0}, "temperature=-1.0: expected a number > 0"),
+                       ({"top_k": -2}, "top_k=-2: expected a number >= 0"),
+                       ({"top_p": 0.0}, "top_p=0.0: expected a number > 0 and <= 1"),
+                       ({"length_penalty": float("nan")}, "length_penalty=nan: expected a finite number"),
+                       ({"max_len_a": -1.0}, "max_len_a=-1.0"), ({"max_len_b": -1}, "max_len_b=-1")):
+        with pytest.raises(LeedlError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            DecodeSettings(**bad)
+    s = DecodeSettings(max_len_a=1.5, max_len_b=10, seed=7)
+    assert [s.length_limit(n) for n in (1, 4, 9)] == [11, 16, 23]
+    assert s.replace(beam_size=None, strategy="beam") == DecodeSettings(strategy="beam", max_len_a=1.5, seed=7)
+    draws = [torch.rand(3, generator=s.generator_for([5, 6, 7])) for _ in range(2)]
+    assert torch.equal(draws[0], draws[1])
+    assert not torch.equal(draws[0], torch.rand(3, generator=s.generator_for([5, 6, 8])))
+    assert not torch.equal(draws[0], torch.rand(3, generator=s.replace(seed=8).generator_for([5, 6, 7])))
+
+
+def test_decode_sources_limits_each_sentence_by_its_own_length():
+    """An encoder-decoder that never ends a sentence: each one stops at max_len_a * its length + max_len_b."""
+    from leedl_cli.decoding import DecodeSettings, decode_sources
+
+    class NeverEnds(torch.nn.Module):
+        def step_fn(self, src):
+            def step(tokens, rows):
+                logits = torch.full((len(rows), 6), -1e9)
+                logits[:, 4], logits[:, 1] = 10.0, 9.0   # never eos (0), even among a beam's candidates
+                return logits
+            return step
+
+    src = torch.tensor([[3, 3, 3, 3, 0], [3, 0, 0, 0, 0], [3, 3, 3, 3, 3]])   # 4, 1, 5 real ids, pad 0
+    for strategy in ("greedy", "beam"):
+        out = decode_sources(NeverEnds(), src, 0, 5, EOS, DecodeSettings(strategy=strategy, beam_size=2,
+                                                                         max_len_a=1.0, max_len_b=2))
+        assert [len(h) for h in out] == [6, 3, 7], strategy

@@ -39,15 +39,51 @@ def test_presets_compose_and_validate(compose_cfg, preset):
     assert problems(cfg) == []
 
 
-def test_bad_options_are_one_clear_error():
-    from leedl_cli.tasks.translation import Translation
+@pytest.mark.parametrize("overrides, key, words", [
+    (["task.decode=beams"], "task.module.decode=beams", "greedy, beam, sampling"),
+    (["task.beam_size=0"], "task.module.beam_size=0", ">= 1"),
+    (["task.top_p=0.0"], "task.module.top_p=0.0", "> 0 and <= 1"),
+    (["task.temperature=0"], "task.module.temperature=0", "> 0"),
+    (["task.top_k=-1"], "task.module.top_k=-1", ">= 0"),
+    (["task.length_penalty=inf"], "task.module.length_penalty=inf", "finite"),
+    (["task.module.label_smoothing=1.0"], "task.module.label_smoothing=1.0", ">= 0 and < 1"),
+    (["task.module.max_len_a=-0.5"], "task.module.max_len_a=-0.5", ">= 0"),
+    (["task.module.max_len_b=-1"], "task.module.max_len_b=-1", ">= 0"),
+    (["task.module.scheduled_sampling=sometimes"], "task.module.scheduled_sampling=sometimes",
+     "none, linear, inverse_sigmoid, exponential"),
+    (["task.data.vocab=word"], "task.data.vocab=word", "bpe, unigram, wordpiece"),
+    (["task.data.dataset=wmt"], "task.data.dataset=wmt", "multi30k, tatoeba"),
+    (["task.data.tgt=fr"], "task.data.tgt=fr", "multi30k has de and en"),
+    (["task.data.src=en", "task.data.tgt=en"], "task.data.tgt=en", "the same language as src"),
+    (["++task.data.split_fractions=[0.5,0.5,0.5]"], "task.data.split_fractions=[0.5, 0.5, 0.5]", "summing to 1"),
+    (["model.num_heads=4", "model.d_model=30"], "model.num_heads=4", "d_model=30 is not divisible by it"),
+    (["model=rnn_seq2seq", "model.d_model=33"], "model.d_model=33", "an even number"),
+])
+def test_bad_options_are_refused_before_the_run(compose_cfg, overrides, key, words):
+    from leedl_cli.validate import problems
 
-    with pytest.raises(LeedlError, match="decode='beams'"):
+    found = problems(compose_cfg(["task=translation", *overrides]))
+    assert any(line.startswith(f"{key}: ") and words in line for line in found), found
+
+
+def test_choices_are_written_once():
+    from typing import get_args
+
+    from leedl_cli.data.parallel import DATASETS, LANGUAGES, MULTI30K_TESTS, SUBWORD_KINDS, ParallelDataModule
+    from leedl_cli.decoding import DECODES, Decode, DecodeSettings
+    from leedl_cli.tasks.translation import SCHEDULES, Schedule, Translation
+
+    hints = __import__("typing").get_type_hints(Translation.__init__, include_extras=True)
+    assert hints["decode"] is Decode and get_args(Decode) == DECODES == ("greedy", "beam", "sampling")
+    assert hints["scheduled_sampling"] is Schedule and get_args(Schedule) == SCHEDULES
+    data = __import__("typing").get_type_hints(ParallelDataModule.__init__)
+    assert get_args(data["dataset"]) == DATASETS == tuple(LANGUAGES)
+    assert get_args(data["vocab"]) == SUBWORD_KINDS and get_args(data["test_split"]) == MULTI30K_TESTS
+    # direct use is refused too, by the same annotations
+    with pytest.raises(LeedlError, match="strategy='beams': expected one of greedy, beam, sampling"):
         Translation(torch.nn.Linear(1, 1), decode="beams")
     with pytest.raises(LeedlError, match="beam_size=0"):
-        Translation(torch.nn.Linear(1, 1), beam_size=0)
-    with pytest.raises(LeedlError, match="scheduled_sampling='sometimes'"):
-        Translation(torch.nn.Linear(1, 1), scheduled_sampling="sometimes")
+        DecodeSettings(beam_size=0)
 
 
 # ---- data -------------------------------------------------------------------------------------------------------
@@ -70,7 +106,10 @@ def test_multi30k_module_reads_both_directions_and_detokenizes(tmp_path):
                               shared_vocab=False)
     back.setup()
     assert back.texts["test"][0] == (en, de) and back.src_vocab is not back.tgt_vocab
-    assert back.model_kwargs()["shared_vocab"] is False
+    spec = back.provides()
+    assert spec.shared_vocab is False and spec.src_vocab is back.src_vocab and spec.tgt_vocab is back.tgt_vocab
+    assert (spec.src_vocab_size, spec.tgt_vocab_size) == (len(back.src_vocab), len(back.tgt_vocab))
+    assert spec.references("test")[0] == de and spec.bleu_tokenize == "13a" and spec.pad_token_id == 0
 
 
 def test_tatoeba_split_is_deterministic_grouped_and_chinese_is_per_character(tmp_path):
@@ -103,7 +142,7 @@ def test_missing_data_is_a_clear_error(tmp_path):
 
     with pytest.raises(DataNotFoundError, match="multi30k"):
         ParallelDataModule(data_dir=str(tmp_path)).setup()
-    with pytest.raises(LeedlError, match="task.data.tgt='fr'"):
+    with pytest.raises(LeedlError, match="task.data.tgt=fr: multi30k has de and en"):
         ParallelDataModule(data_dir=str(tmp_path), tgt="fr")
 
 
@@ -146,6 +185,7 @@ def test_tied_embeddings_share_one_matrix():
         Seq2SeqTransformer(V, V + 3, PAD, shared_vocab=False, copy=True)
 
 
+@pytest.mark.slow
 def test_copy_mechanism_copies_tokens_the_output_layer_never_produces():
     """Tokens 7 and 8 are excluded from the vocabulary distribution (their output logits are -inf): only the
     pointer over the source can emit them. Trained to copy its input, the pointer-generator reproduces sources
@@ -217,7 +257,8 @@ def toy_model(tmp_path_factory):
     dm = ParallelDataModule(data_dir=str(folder), vocab_size=120, min_frequency=1, max_tokens=200, seed=0)
     dm.setup()
     torch.manual_seed(0)
-    m = Seq2SeqTransformer(**dm.model_kwargs(), d_model=64, num_encoder_layers=1, num_decoder_layers=1,
+    spec = dm.provides()
+    m = Seq2SeqTransformer(spec.src_vocab_size, spec.tgt_vocab_size, spec.pad_token_id, spec.shared_vocab, d_model=64, num_encoder_layers=1, num_decoder_layers=1,
                            num_heads=4, d_ff=128, dropout=0.0)
     opt = torch.optim.Adam(m.parameters(), 3e-3)
     for _ in range(6):
@@ -244,6 +285,7 @@ def toy_bleu(dm, model, **options) -> tuple[float, list]:
     return corpus_scores(text, [t for _, t in dm.texts["test"]])["bleu"], hyps
 
 
+@pytest.mark.slow
 def test_toy_translation_reaches_pinned_bleu_and_beam_is_not_below_greedy(toy_model):
     dm, model = toy_model
     greedy, _ = toy_bleu(dm, model, strategy="greedy")
@@ -258,43 +300,100 @@ TOY_GREEDY_BLEU = 23.17   # measured: 6 epochs, seed 0 (beam 5 and sampling comp
 
 
 # ---- the task end to end ------------------------------------------------------------------------------------------
-def test_smoke_run_writes_predictions_plots_and_translate_reads_it_back(run_leedl, tmp_path, capsys):
-    from leedl_cli.tasks.translation import translate
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """One `task=translation debug=smoke` run (Transformer, beam 2) shared by the tests below."""
+    from conftest import run_overrides
 
-    write_multi30k(tmp_path / "data", n_train=64, n_eval=16)
-    r = run_leedl(["task=translation", "debug=smoke", f"data_dir={tmp_path}/data", "seed=0"])
+    root = tmp_path_factory.mktemp("smoke")
+    write_multi30k(root / "data", n_train=64, n_eval=16)
+    r = run_overrides(["task=translation", "debug=smoke", f"data_dir={root}/data", "seed=0"], root / "run")
     assert r["status"] == "ok", r.get("error")
+    with gzip.open(root / "data" / "multi30k" / "test_2016_flickr.de.gz", "rt") as f:
+        sources = [line.strip() for line in f]
+    return r, Path(r["run_dir"]), sources
+
+
+def test_smoke_run_writes_predictions_plots_and_its_spec(smoke_run):
+    import json
+
+    r, run_dir, _ = smoke_run
     m = r["metrics"]
     assert {"val/bleu", "test/bleu", "test/chrf", "test/distinct_1", "test/loss"} <= set(m)
-    run_dir = Path(r["run_dir"])
     lines = (run_dir / "predictions_test.txt").read_text().splitlines()
     assert len(lines) == 16
-    assert r["tested_checkpoint"].endswith(".ckpt") and "epoch" in Path(r["tested_checkpoint"]).name
+    # the best val-BLEU epoch (one epoch here: last.ckpt holds it, the run keeps one file)
+    assert r["tested_weights"] == "best" and Path(r["tested_checkpoint"]).is_file()
     assert r["attention_plots"] and all(Path(p).is_file() for p in r["attention_plots"])
     # validation BLEU against wall time: one point per validation pass (not the sanity check), clock rising
     curve = r["val_bleu_curve"]
     assert [c["epoch"] for c in curve] == list(range(len(curve))) and len(curve) >= 1
     assert all(c["minutes"] > 0 for c in curve) and curve[-1]["val_bleu"] == pytest.approx(m["val/bleu"], abs=1e-3)
     assert Path(r["bleu_plot"]).is_file() and Path(r["bleu_plot"]).stat().st_size > 1000
-    sentences = [de for de, _ in toy_pairs(3, 2)]
-    out = translate(run_dir, sentences, decode="greedy")
-    assert len(out) == 3 and all(isinstance(s, str) for s in out)
-    with gzip.open(tmp_path / "data" / "multi30k" / "test_2016_flickr.de.gz", "rt") as f:
-        test_sources = [line.strip() for line in f]
-    # one batch of all 16, as in the test pass (the length cap is 1.5 x the batch's longest source + 10)
-    assert translate(run_dir, test_sources, decode="beam", beam_size=2) == lines, "same model, same beam search"
-    # the command line: leedl translate RUN SENTENCE ... prints one translation per line
-    from leedl_cli.cli import main
+    # what `leedl translate` rebuilds from: the model, the vocabularies, the test's decoding and length limits
+    spec = json.loads((run_dir / "translation_model.json").read_text())
+    assert spec["decoding"] == {"strategy": "beam", "beam_size": 2, "length_penalty": 1.0, "temperature": 1.0,
+                                "top_k": 0, "top_p": 1.0, "max_len_a": 1.5, "max_len_b": 10, "seed": 0}
+    assert r["decode"] == spec["decoding"]
+    assert spec["model"]["target"].endswith("Seq2SeqTransformer") and spec["model"]["kwargs"]["d_model"] == 32
+    assert spec["source_max_length"] == 128 and spec["batch_size"] == 256
+    assert all((run_dir / spec["vocabularies"][side]).is_file() for side in ("source", "target"))
 
+
+def test_translate_decodes_the_test_sources_as_the_test_did(smoke_run):
+    from leedl_cli.translate import Translator, translate
+
+    r, run_dir, sources = smoke_run
+    lines = (run_dir / "predictions_test.txt").read_text().splitlines()
+    assert translate(run_dir, sources) == lines, "the run's model, vocabularies, decoding and length limits"
+    translator = Translator.from_run(r["tested_checkpoint"])
+    assert translator.checkpoint == Path(r["tested_checkpoint"])
+    translator.batch_size = 3    # each sentence's length limit is its own: other batches, the same translations
+    assert translator.translate(sources) == lines
+    assert translator.translate(list(reversed(sources))) == list(reversed(lines))
+    # sampling: each sentence draws from its own generator (the seed and its ids), whatever its batch
+    once = translator.translate(sources, strategy="sampling", seed=3)
+    translator.batch_size = 16
+    assert translator.translate(sources[5:] + sources[:5], strategy="sampling", seed=3) == once[5:] + once[:5]
+    assert translator.translate(sources, strategy="sampling", seed=4) != once
+
+
+def test_translate_command_line(smoke_run, tmp_path, capsys):
+    from leedl_cli.cli import main
+    from leedl_cli.translate import translate
+
+    _, run_dir, _ = smoke_run
+    sentences = [de for de, _ in toy_pairs(3, 2)]
+    out = translate(run_dir, sentences, strategy="greedy", max_len_b=2)
+    assert len(out) == 3 and all(len(s.split()) <= 2 * 1.5 * 10 + 2 for s in out)
     capsys.readouterr()
-    assert main(["translate", str(run_dir), *sentences, "--decode", "greedy"]) == 0
+    assert main(["translate", str(run_dir), *sentences, "--decode", "greedy", "--max-len-b", "2"]) == 0
     assert capsys.readouterr().out.splitlines() == out
     with pytest.raises(SystemExit) as stop:
         main(["translate", str(tmp_path / "no-such-run"), "Ein Hund."])
     assert stop.value.code == 2 and "no such run directory" in capsys.readouterr().err
     with pytest.raises(SystemExit) as stop:
         main(["translate", str(run_dir), "Ein Hund.", "--decode", "topk"])
-    assert stop.value.code == 2 and "greedy" in capsys.readouterr().err
+    assert stop.value.code == 2 and "greedy, beam, sampling" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["translate", str(tmp_path), "Ein Hund."])
+    assert stop.value.code == 2 and "translation_model.json" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_test_only_run_with_weights_from_and_other_decoding(smoke_run, run_leedl):
+    """decoding_strategies' path: no training, the trained run's best checkpoint tested with greedy decoding;
+    `leedl translate` on the test-only run uses the weights it tested."""
+    from leedl_cli.translate import translate
+
+    r, run_dir, sources = smoke_run
+    data_dir = run_dir.parent / "data"
+    t = run_leedl(["task=translation", "debug=smoke", f"data_dir={data_dir}", "seed=0", "++task.fit=false",
+                   f"task.module.weights_from={run_dir}", "+decoding=greedy", "callbacks=none"])
+    assert t["status"] == "ok", t.get("error")
+    assert t["weights_from"] == r["tested_checkpoint"] and t["decode"]["strategy"] == "greedy"
+    lines = (Path(t["run_dir"]) / "predictions_test.txt").read_text().splitlines()
+    assert translate(t["run_dir"], sources) == lines == translate(run_dir, sources, strategy="greedy")
 
 
 @pytest.mark.parametrize("model", ["rnn_seq2seq"])
@@ -307,6 +406,7 @@ def test_smoke_rnn_copy_guided_scheduled_sampling(run_leedl, tmp_path, model):
     assert "train/sampling_probability" in r["metrics"] and "train/guided_attention" in r["metrics"]
 
 
+@pytest.mark.slow
 def test_smoke_tatoeba_zh_to_en(run_leedl, tmp_path):
     write_tatoeba(tmp_path / "data", n=200)
     r = run_leedl(["task=translation", "debug=smoke", f"data_dir={tmp_path}/data", "task.data.dataset=tatoeba",
@@ -318,7 +418,8 @@ def test_smoke_tatoeba_zh_to_en(run_leedl, tmp_path):
 
 def test_bleu_curve_and_its_clock_survive_a_checkpoint(tmp_path):
     """A resumed run continues the BLEU-against-time curve: points and elapsed seconds go into the checkpoint."""
-    from leedl_cli.tasks.translation import Translation, plot_bleu_curve
+    from leedl_cli.analysis.translation_plots import plot_bleu_curve
+    from leedl_cli.tasks.translation import Translation
 
     first = Translation(torch.nn.Linear(1, 1))
     first.bleu_curve = [{"epoch": 0, "step": 10, "minutes": 1.5, "val_bleu": 12.0}]
@@ -334,3 +435,36 @@ def test_bleu_curve_and_its_clock_survive_a_checkpoint(tmp_path):
     path = plot_bleu_curve(resumed.bleu_curve + [{"epoch": 1, "step": 20, "minutes": 2.0, "val_bleu": 20.0}],
                            tmp_path / "bleu.png")
     assert path.is_file() and path.stat().st_size > 1000
+
+
+def test_checkpoint_helpers_find_best_and_last_and_load_weights(tmp_path):
+    from leedl_cli.checkpoints import (CheckpointNotFoundError, best_checkpoint, checkpoint_file, last_checkpoint,
+                                       load_model_weights, run_dir_of)
+
+    def save(name, value, best=None):
+        m = torch.nn.Linear(2, 1)
+        torch.nn.init.constant_(m.weight, value)
+        state = {"state_dict": {f"model.{k}": v for k, v in m.state_dict().items()}, "callbacks": {}}
+        if best:
+            state["callbacks"]["ModelCheckpoint{'monitor': 'val/bleu'}"] = {
+                "monitor": "val/bleu", "best_model_path": f"/elsewhere/checkpoints/{best}"}
+        torch.save(state, folder / name)
+
+    run = tmp_path / "run"
+    folder = run / "checkpoints"
+    with pytest.raises(CheckpointNotFoundError, match="neither a .ckpt file nor a run directory"):
+        checkpoint_file(run)
+    folder.mkdir(parents=True)
+    save("last.ckpt", 3.0)
+    assert best_checkpoint(run) is None and checkpoint_file(run) == last_checkpoint(run) == folder / "last.ckpt"
+    save("epoch001.ckpt", 1.0)
+    save("epoch004.ckpt", 4.0)
+    assert checkpoint_file(run) == folder / "epoch004.ckpt", "without a record: the newest epoch kept"
+    save("last.ckpt", 3.0, best="epoch001.ckpt")      # the monitor's best, as last.ckpt records it (run moved)
+    assert best_checkpoint(run) == folder / "epoch001.ckpt" and run_dir_of(folder / "epoch001.ckpt") == run
+    model = torch.nn.Linear(2, 1)
+    assert load_model_weights(model, run) == folder / "epoch001.ckpt" and float(model.weight[0, 0]) == 1.0
+    assert load_model_weights(model, folder / "last.ckpt") == folder / "last.ckpt"
+    assert float(model.weight[0, 0]) == 3.0
+    with pytest.raises(LeedlError, match="do not fit this model"):
+        load_model_weights(torch.nn.Linear(3, 1), run)

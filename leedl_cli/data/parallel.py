@@ -21,27 +21,58 @@ as it is; Chinese is pre-tokenised one character per piece before the sub-words 
 Each example: `src_ids` (source pieces + [EOS]) and `tgt_ids` ([BOS] + target pieces + [EOS]); `feature_index`
 finds the raw reference text (`self.texts[split][i] = (source, target)`). Training batches are length-bucketed;
 with `max_tokens` set a batch holds as many sentences as fit that many (padded) target tokens, else
-`batch_size` sentences.
+`batch_size` sentences. Validation and test batches are the sentences sorted by source length, `eval_batch_size`
+at a time: `leedl translate` encodes and batches new sentences the same way (data/parallel_format.py), so the test sources
+given to it come back exactly as the test decoded them.
+
+What the task and the models get (`provides()` -> `ParallelTextSpec`): the vocabulary sizes, the pad id, whether
+the vocabulary is shared, both vocabularies (the target's is the detokeniser), sacreBLEU's tokenizer for the
+target language, the reference translations of a split, and how sentences are cut and batched for decoding.
 """
 from __future__ import annotations
 
 import gzip
 import logging
+import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Callable, Literal, get_args
 
+from leedl_cli.contract import AtLeastOne, NonNegative, Range
+from leedl_cli.data.parallel_format import decoding_batches, encode_sources, encode_targets
 from leedl_cli.data.tokenized import BucketBatchSampler, FeatureDataset, PadCollator, TokenizedDataModule
-from leedl_cli.data.tokenizers import CJK_CHARACTER, KINDS, Vocabulary
+from leedl_cli.data.tokenizers import CJK_CHARACTER, Vocabulary
 from leedl_cli.errors import CorruptDataError, LeedlError
 from leedl_cli.paths import data_path, require_files
 
 log = logging.getLogger(__name__)
-DATASETS = {"multi30k": ("de", "en"), "tatoeba": ("en", "zh")}
+Dataset = Literal["multi30k", "tatoeba"]
+DATASETS: tuple[str, ...] = get_args(Dataset)
+LANGUAGES = {"multi30k": ("de", "en"), "tatoeba": ("en", "zh")}          # the languages of each data set
 FOLDERS = {"multi30k": "multi30k", "tatoeba": "tatoeba-cmn-eng"}
-MULTI30K_TESTS = ("test_2016_flickr", "test_2017_flickr", "test_2017_mscoco", "test_2018_flickr")
+SubwordKind = Literal["bpe", "unigram", "wordpiece"]
+SUBWORD_KINDS: tuple[str, ...] = get_args(SubwordKind)
+Multi30kTest = Literal["test_2016_flickr", "test_2017_flickr", "test_2017_mscoco", "test_2018_flickr"]
+MULTI30K_TESTS: tuple[str, ...] = get_args(Multi30kTest)
 TATOEBA_FILE = "cmn.txt.gz"
 CJK = re.compile(CJK_CHARACTER)
+
+
+@dataclass(frozen=True)
+class ParallelTextSpec:
+    """What a parallel-text data module provides to the seq2seq models and the translation task."""
+
+    src_vocab_size: int                     # model: source embedding rows
+    tgt_vocab_size: int                     # model: target embedding rows and output layer
+    pad_token_id: int                       # model (masks) and task (loss, lengths)
+    shared_vocab: bool                      # model: one vocabulary for both languages (tied embeddings, copy)
+    src_vocab: Vocabulary                   # task: saved with the run (what `leedl translate` encodes with)
+    tgt_vocab: Vocabulary                   # task: [BOS]/[EOS] ids, detokenisation (`decode`), saved with the run
+    bleu_tokenize: str                      # task: sacreBLEU's tokenizer for the target language
+    references: Callable[[str], list[str]]  # task: references(split) -> target texts, by feature_index
+    max_length: int                         # task, saved with the run: source pieces kept (+ [EOS])
+    eval_batch_size: int                    # task, saved with the run: sentences per decoding batch
 
 
 def read_lines(path: Path) -> list[str]:
@@ -129,29 +160,20 @@ class TokenBatchSampler(BucketBatchSampler):
 
 
 class ParallelDataModule(TokenizedDataModule):
-    def __init__(self, dataset: Literal["multi30k", "tatoeba"] = "multi30k", data_dir: str | None = None, src: str | None = None,
-                 tgt: str | None = None, test_split: str = "test_2016_flickr",
-                 vocab: Literal["word", "wordpiece", "bpe", "unigram"] = "bpe",
-                 vocab_size: int = 8000, shared_vocab: bool = True, min_frequency: int = 2, max_length: int = 128,
-                 batch_size: int = 128, max_tokens: int | None = 2500, eval_batch_size: int = 200,
-                 max_train_sentences: int | None = None, max_eval_sentences: int | None = None,
-                 split_seed: int = 0, split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05),
-                 seed: int = 0) -> None:
+    def __init__(self, dataset: Dataset = "multi30k", data_dir: str | None = None, src: str | None = None,
+                 tgt: str | None = None, test_split: Multi30kTest = "test_2016_flickr", vocab: SubwordKind = "bpe",
+                 vocab_size: Annotated[int, AtLeastOne] = 8000, shared_vocab: bool = True,
+                 min_frequency: Annotated[int, NonNegative] = 2, max_length: Annotated[int, Range(3)] = 128,
+                 batch_size: Annotated[int, AtLeastOne] = 128, max_tokens: Annotated[int, AtLeastOne] | None = 2500,
+                 eval_batch_size: Annotated[int, AtLeastOne] = 200,
+                 max_train_sentences: Annotated[int, AtLeastOne] | None = None,
+                 max_eval_sentences: Annotated[int, AtLeastOne] | None = None, split_seed: int = 0,
+                 split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05), seed: int | None = 0) -> None:
         super().__init__()
-        if dataset not in DATASETS:
-            raise LeedlError(f"task.data.dataset={dataset!r}: one of {', '.join(DATASETS)}")
-        langs = DATASETS[dataset]
-        src = src or langs[0]
-        tgt = tgt or next(x for x in langs if x != src)
-        for key, lang in (("src", src), ("tgt", tgt)):
-            if lang not in langs:
-                raise LeedlError(f"task.data.{key}={lang!r}: {dataset} has {' and '.join(langs)}")
-        if src == tgt:
-            raise LeedlError(f"task.data.src and task.data.tgt are both {src!r}: give two different languages")
-        if vocab not in KINDS or vocab == "word":
-            raise LeedlError(f"task.data.vocab={vocab!r}: one of bpe, unigram, wordpiece (sub-words)")
-        if dataset == "multi30k" and test_split not in MULTI30K_TESTS:
-            raise LeedlError(f"task.data.test_split={test_split!r}: one of {', '.join(MULTI30K_TESTS)}")
+        problems = self.config_problems(dict(dataset=dataset, src=src, tgt=tgt, split_fractions=split_fractions))
+        if problems:   # what the validator refuses before a run, refused here too for direct use
+            raise LeedlError("\n".join(f"task.data.{line}" for line in problems))
+        src, tgt = self.languages(dataset, src, tgt)
         self.dataset, self.data_dir, self.src, self.tgt, self.test_split = dataset, data_dir, src, tgt, test_split
         self.vocab_kind, self.vocab_size, self.shared_vocab = vocab, int(vocab_size), bool(shared_vocab)
         self.min_frequency, self.max_length = int(min_frequency), int(max_length)
@@ -163,6 +185,35 @@ class ParallelDataModule(TokenizedDataModule):
         self.features: dict[str, list[dict]] = {}
         self.src_vocab = self.tgt_vocab = None
         self.source_key = ""
+
+    @staticmethod
+    def languages(dataset: str, src: str | None, tgt: str | None) -> tuple[str, str]:
+        """(source, target): null picks the data set's first language as the source and the other as target."""
+        langs = LANGUAGES[dataset]
+        src = src or (langs[0] if tgt != langs[0] else langs[1])
+        return src, tgt or next(x for x in langs if x != src)
+
+    @classmethod
+    def config_problems(cls, options: dict) -> list[str]:
+        """The languages belong to the data set and differ; the split fractions are three shares summing to 1."""
+        dataset = options.get("dataset", "multi30k")
+        if dataset not in LANGUAGES:
+            return []     # the Literal check names it
+        langs, problems = LANGUAGES[dataset], []
+        for key in ("src", "tgt"):
+            lang = options.get(key)
+            if lang is not None and lang not in langs:
+                problems.append(f"{key}={lang}: {dataset} has {' and '.join(langs)}")
+        if not problems:
+            src, tgt = cls.languages(dataset, options.get("src"), options.get("tgt"))
+            if src == tgt:
+                problems.append(f"tgt={tgt}: the same language as src; give two different languages")
+        fractions = options.get("split_fractions") or ()
+        numbers = [f for f in fractions if isinstance(f, (int, float)) and not isinstance(f, bool)]
+        if len(numbers) != 3 or min(numbers) < 0 or not math.isclose(sum(numbers), 1.0, abs_tol=1e-6):
+            problems.append(f"split_fractions={list(fractions)}: expected three shares >= 0 (train, val, test) "
+                            f"summing to 1")
+        return problems
 
     # ---- files ---------------------------------------------------------------------------------
     def _folder(self) -> Path:
@@ -216,12 +267,10 @@ class ParallelDataModule(TokenizedDataModule):
 
     # ---- encoding ------------------------------------------------------------------------------
     def encode_source(self, sentences: list[str]) -> list[list[int]]:
-        eos = self.src_vocab.eos_token_id
-        return [ids[: self.max_length - 1] + [eos] for ids in self.src_vocab.encode_batch(sentences)]
+        return encode_sources(self.src_vocab, sentences, self.max_length)
 
     def encode_target(self, sentences: list[str]) -> list[list[int]]:
-        bos, eos = self.tgt_vocab.bos_token_id, self.tgt_vocab.eos_token_id
-        return [[bos] + ids[: self.max_length - 2] + [eos] for ids in self.tgt_vocab.encode_batch(sentences)]
+        return encode_targets(self.tgt_vocab, sentences, self.max_length)
 
     def detokenize(self, ids) -> str:
         """Plain target-language text of generated ids (special tokens left out)."""
@@ -250,19 +299,26 @@ class ParallelDataModule(TokenizedDataModule):
     def _loader(self, split: str, shuffle: bool):
         from torch.utils.data import DataLoader
 
-        lengths = [max(len(f["tgt_ids"]), len(f["src_ids"])) for f in self.features[split]]
-        if shuffle and self.max_tokens:
-            sampler = TokenBatchSampler(lengths, self.max_tokens, self.batch_size, seed=self.seed or 0)
-        elif shuffle:
-            sampler = BucketBatchSampler(lengths, self.batch_size, seed=self.seed or 0)
-        else:   # evaluation: sorted by length (less padding, shorter searches); feature_index keeps the order
-            sampler = BucketBatchSampler(lengths, self.eval_batch_size, pool=10**9, shuffle=False)
-        return DataLoader(FeatureDataset(self.features[split]), batch_sampler=sampler, collate_fn=self._collator())
+        feats = self.features[split]
+        if shuffle:
+            lengths = [max(len(f["tgt_ids"]), len(f["src_ids"])) for f in feats]
+            sampler = (TokenBatchSampler(lengths, self.max_tokens, self.batch_size, seed=self.seed or 0)
+                       if self.max_tokens else BucketBatchSampler(lengths, self.batch_size, seed=self.seed or 0))
+        else:   # evaluation: as `leedl translate` batches (by source length); feature_index keeps the order
+            sampler = decoding_batches([len(f["src_ids"]) for f in feats], self.eval_batch_size)
+        return DataLoader(FeatureDataset(feats), batch_sampler=sampler, collate_fn=self._collator())
 
-    def model_kwargs(self) -> dict:
+    def provides(self) -> ParallelTextSpec:
         self.setup()
-        return {"src_vocab_size": len(self.src_vocab), "tgt_vocab_size": len(self.tgt_vocab),
-                "pad_token_id": self.tgt_vocab.pad_token_id, "shared_vocab": self.shared_vocab}
+        return ParallelTextSpec(
+            src_vocab_size=len(self.src_vocab), tgt_vocab_size=len(self.tgt_vocab),
+            pad_token_id=self.tgt_vocab.pad_token_id, shared_vocab=self.shared_vocab, src_vocab=self.src_vocab,
+            tgt_vocab=self.tgt_vocab, bleu_tokenize=self.bleu_tokenize, references=self.references,
+            max_length=self.max_length, eval_batch_size=self.eval_batch_size)
+
+    def references(self, split: str) -> list[str]:
+        """The target sentences of a split (`val`, `test`), in feature_index order."""
+        return [tgt for _, tgt in self.texts[split]]
 
     @property
     def bleu_tokenize(self) -> str:

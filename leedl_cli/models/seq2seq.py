@@ -8,7 +8,9 @@
 - `RNNSeq2Seq` (`model=rnn_seq2seq`): the comparison the chapter makes: a bidirectional GRU encoder and a GRU
   decoder with (Luong, bilinear) attention over the encoder's states.
 
-Both keep their constructor's arguments in `self.config` (a trained model is rebuilt from them: `translate`).
+The vocabulary sizes, the pad id and whether the vocabulary is shared come from the data (`Provided`:
+leedl_cli.data.parallel.ParallelTextSpec), the rest from conf/model. Both keep their constructor's arguments in
+`self.config` (a trained model is rebuilt from them: leedl_cli.translate).
 Both: `encode(src, src_padding_mask) -> memory`, `decode(tgt_in, memory, memory_padding_mask, src)` ->
 (next-token scores [B, T, V], cross-attention per layer [B, H, T, S] or None), `forward(src, tgt_in)` = both, and
 `step_fn(src)` -> a `step(tokens, rows)` for `leedl_cli.decoding.generate` (the encoder runs once; each step
@@ -25,10 +27,12 @@ alone can produce a token the output layer never does.
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
 from torch import nn
 
+from leedl_cli.contract import AtLeastOne, Probability, Provided
 from leedl_cli.errors import LeedlError
 from leedl_cli.models.attention import PositionalEncoding, TransformerDecoder, TransformerEncoder
 
@@ -99,10 +103,12 @@ class Seq2SeqBase(nn.Module):
 
 
 class Seq2SeqTransformer(Seq2SeqBase):
-    def __init__(self, src_vocab_size: int, tgt_vocab_size: int, pad_token_id: int = 0, shared_vocab: bool = True,
-                 d_model: int = 256, num_encoder_layers: int = 3, num_decoder_layers: int = 3, num_heads: int = 4,
-                 d_ff: int = 1024, dropout: float = 0.1, norm_first: bool = True, activation: str = "relu",
-                 tie_embeddings: bool = True, max_len: int = 512, copy: bool = False,
+    def __init__(self, src_vocab_size: Provided[int], tgt_vocab_size: Provided[int], pad_token_id: Provided[int] = 0,
+                 shared_vocab: Provided[bool] = True, d_model: Annotated[int, AtLeastOne] = 256,
+                 num_encoder_layers: Annotated[int, AtLeastOne] = 3, num_decoder_layers: Annotated[int, AtLeastOne] = 3,
+                 num_heads: Annotated[int, AtLeastOne] = 4, d_ff: Annotated[int, AtLeastOne] = 1024,
+                 dropout: Annotated[float, Probability] = 0.1, norm_first: bool = True, activation: str = "relu",
+                 tie_embeddings: bool = True, max_len: Annotated[int, AtLeastOne] = 512, copy: bool = False,
                  exclude_from_vocab: list[int] | None = None) -> None:
         super().__init__()
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -124,6 +130,16 @@ class Seq2SeqTransformer(Seq2SeqBase):
                 emb.weight[self.pad_token_id].zero_()
         if tie_embeddings:
             self.output.weight = self.tgt_embed.weight
+
+    @classmethod
+    def config_problems(cls, options: dict) -> list[str]:
+        """The heads split d_model evenly."""
+        d_model, heads = options.get("d_model"), options.get("num_heads")
+        if not all(isinstance(v, int) and v >= 1 for v in (d_model, heads)):
+            return []     # the ranges name them
+        if d_model % heads:
+            return [f"num_heads={heads}: d_model={d_model} is not divisible by it"]
+        return []
 
     def embed(self, ids: torch.Tensor, table: nn.Embedding) -> torch.Tensor:
         return self.drop(self.positions(table(ids) * self.scale))
@@ -161,9 +177,10 @@ class RNNSeq2Seq(Seq2SeqBase):
     """Bidirectional GRU encoder; GRU decoder whose every output attends over the encoder states (bilinear
     score h_t^T W m_s, Luong et al. 2015), then tanh(W_c [h_t; c_t]) -> output layer."""
 
-    def __init__(self, src_vocab_size: int, tgt_vocab_size: int, pad_token_id: int = 0, shared_vocab: bool = True,
-                 d_model: int = 256, num_layers: int = 1, dropout: float = 0.2, tie_embeddings: bool = True,
-                 copy: bool = False, exclude_from_vocab: list[int] | None = None) -> None:
+    def __init__(self, src_vocab_size: Provided[int], tgt_vocab_size: Provided[int], pad_token_id: Provided[int] = 0,
+                 shared_vocab: Provided[bool] = True, d_model: Annotated[int, AtLeastOne] = 256,
+                 num_layers: Annotated[int, AtLeastOne] = 1, dropout: Annotated[float, Probability] = 0.2,
+                 tie_embeddings: bool = True, copy: bool = False, exclude_from_vocab: list[int] | None = None) -> None:
         super().__init__()
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self._setup_common(d_model, tgt_vocab_size, src_vocab_size, pad_token_id, copy, shared_vocab,
@@ -185,6 +202,14 @@ class RNNSeq2Seq(Seq2SeqBase):
         self.num_layers = num_layers
         if tie_embeddings:
             self.output.weight = self.tgt_embed.weight
+
+    @classmethod
+    def config_problems(cls, options: dict) -> list[str]:
+        """The bidirectional encoder gives each direction d_model / 2 units: d_model is even."""
+        d_model = options.get("d_model")
+        if isinstance(d_model, int) and d_model >= 1 and d_model % 2:
+            return [f"d_model={d_model}: expected an even number (each encoder direction has d_model / 2 units)"]
+        return []
 
     def encode(self, src: torch.Tensor, src_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         if src_padding_mask is None:

@@ -15,18 +15,18 @@ Transformer paper). Options of section 4.8:
 
 Validation: loss under teacher forcing and corpus BLEU of greedy translations (`val/bleu`, the monitor: the best
 checkpoint is the one with the best validation BLEU; `val_bleu_sentences: N` scores the first N validation pairs
-only, as decoding costs more than the loss). Test: the weights of that best checkpoint (run.py tests the
-module as it is, so this task loads them itself in `on_test_start`), decoded with `decode: greedy | beam |
-sampling` (`beam_size`, `length_penalty`, `temperature`, `top_k`, `top_p`; leedl_cli.decoding), scored with
-sacreBLEU on detokenised text (cased; tokenizer `13a`, `zh` for a Chinese target) and chrF, plus distinct-1/2
-(diversity) and the mean hypothesis length. `predictions_test.txt` (one hypothesis per line, in test-file order)
-and `references_test.txt` go beside results.json so anyone can re-score them, and plots/ gets the
-cross-attention of one test sentence for every layer (one panel per head) and `bleu_vs_time.png`, validation
-BLEU against the wall time of fitting (also `val_bleu_curve` in results.json: epoch, step, minutes, BLEU).
+only, as decoding costs more than the loss). Test: the weights run.py tests (`task.test_weights`, by default the
+best validation-BLEU checkpoint), decoded with `decode: greedy | beam | sampling` (`beam_size`,
+`length_penalty`, `temperature`, `top_k`, `top_p`; at most `max_len_a` * source length + `max_len_b` pieces per
+sentence; leedl_cli.decoding), scored with sacreBLEU on detokenised text (cased; tokenizer `13a`, `zh` for a
+Chinese target) and chrF, plus distinct-1/2 (diversity) and the mean hypothesis length. `predictions_test.txt`
+(one hypothesis per line, in test-file order) and `references_test.txt` go beside results.json so anyone can
+re-score them; plots/ gets the cross-attention of one test sentence for every layer (one panel per head) and
+`bleu_vs_time.png`, validation BLEU against the wall time of fitting (also `val_bleu_curve` in results.json).
 
-`weights_from: <run dir or .ckpt>` starts from trained weights (with `task.fit=false`: test a trained model with
-other decoding options). `translate(run_dir_or_ckpt, sentences, decode=...)` is the Python call behind
-`leedl translate`.
+The run writes `translation_model.json` and its vocabularies (leedl_cli.translate): `leedl translate RUN`
+rebuilds the model and decodes new sentences exactly as the test did. `weights_from: <run dir or .ckpt>` starts
+from trained weights (with `task.fit=false`: test a trained model with other decoding options).
 """
 from __future__ import annotations
 
@@ -34,22 +34,38 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Callable, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 
-from leedl_cli.decoding import check_options, distinct_n, generate
+from leedl_cli.analysis.translation_plots import plot_bleu_curve, plot_cross_attention
+from leedl_cli.checkpoints import load_model_weights
+from leedl_cli.contract import AtLeastOne, NonNegative, Positive, Probability, Provided, Range
+from leedl_cli.data.tokenizers import Vocabulary
+from leedl_cli.decoding import (
+    BeamSize,
+    Decode,
+    DecodeSettings,
+    LengthPenalty,
+    MaxLenA,
+    MaxLenB,
+    Temperature,
+    TopK,
+    TopP,
+    decode_sources,
+    distinct_n,
+)
 from leedl_cli.errors import LeedlError
 from leedl_cli.tasks.base import LeedlTask
 
 log = logging.getLogger(__name__)
-SCHEDULES = ("none", "linear", "inverse_sigmoid", "exponential")
-VOCAB_FILES = ("vocab_src.json", "vocab_tgt.json")
-MODEL_FILE = "translation_model.json"   # the model's class and constructor arguments (what `translate` rebuilds)
+Schedule = Literal["none", "linear", "inverse_sigmoid", "exponential"]
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
+ATTENTION_PLOT_LENGTHS = (8, 16)   # the attention plot's sentence: the first test source of 8-16 pieces
 
 
-def sampling_probability(schedule: str, progress: float, maximum: float) -> float:
+def sampling_probability(schedule: Schedule, progress: float, maximum: float) -> float:
     """p(feed the model's own prediction) at `progress` in [0, 1] of training."""
     x = min(1.0, max(0.0, progress))
     if schedule == "none":
@@ -60,7 +76,7 @@ def sampling_probability(schedule: str, progress: float, maximum: float) -> floa
         return maximum * (1.0 - 1.0 / (1.0 + math.exp(10.0 * (x - 0.5))))
     if schedule == "exponential":
         return maximum * (1.0 - 0.01 ** x)
-    raise LeedlError(f"task.module.scheduled_sampling={schedule!r}: one of {', '.join(SCHEDULES)}")
+    raise LeedlError(f"scheduled_sampling={schedule!r}: expected one of {', '.join(SCHEDULES)}")
 
 
 def guided_attention_loss(weights: list, tgt_mask: torch.Tensor, src_mask: torch.Tensor, sigma: float = 0.2):
@@ -85,58 +101,58 @@ def corpus_scores(hypotheses: list[str], references: list[str], tokenize: str = 
 
 
 class Translation(LeedlTask):
-    def __init__(self, model, optimizer=None, scheduler=None, pad_token_id: int = 0, label_smoothing: float = 0.1,
-                 scheduled_sampling: Literal["none", "linear", "inverse_sigmoid", "exponential"] = "none", scheduled_sampling_max: float = 0.25,
-                 guided_attention: float = 0.0, guided_attention_sigma: float = 0.2,
-                 decode: Literal["greedy", "beam", "sampling"] = "greedy", beam_size: int = 5, length_penalty: float = 1.0, temperature: float = 1.0,
-                 top_k: int = 0, top_p: float = 1.0, max_len_a: float = 1.5, max_len_b: int = 10,
-                 decode_seed: int = 0, val_bleu: bool = True, val_bleu_sentences: int | None = None,
-                 attention_plot: bool = True,
+    def __init__(self, model, optimizer=None, scheduler=None, run_dir: Path | None = None,
+                 pad_token_id: Provided[int] = 0, src_vocab: Provided[Vocabulary | None] = None,
+                 tgt_vocab: Provided[Vocabulary | None] = None, bleu_tokenize: Provided[str] = "13a",
+                 references: Provided[Callable[[str], list[str]] | None] = None,
+                 max_length: Provided[int] = 128, eval_batch_size: Provided[int] = 200,
+                 label_smoothing: Annotated[float, Range(0, 1, high_open=True)] = 0.1,
+                 scheduled_sampling: Schedule = "none", scheduled_sampling_max: Annotated[float, Probability] = 0.25,
+                 guided_attention: Annotated[float, NonNegative] = 0.0,
+                 guided_attention_sigma: Annotated[float, Positive] = 0.2,
+                 decode: Decode = "greedy", beam_size: BeamSize = 5, length_penalty: LengthPenalty = 1.0,
+                 temperature: Temperature = 1.0, top_k: TopK = 0, top_p: TopP = 1.0, max_len_a: MaxLenA = 1.5,
+                 max_len_b: MaxLenB = 10, decode_seed: int = 0, val_bleu: bool = True,
+                 val_bleu_sentences: Annotated[int, AtLeastOne] | None = None, attention_plot: bool = True,
                  weights_from: str | None = None) -> None:
-        super().__init__(model, optimizer, scheduler)
-        if scheduled_sampling not in SCHEDULES:
-            raise LeedlError(f"task.module.scheduled_sampling={scheduled_sampling!r}: one of {', '.join(SCHEDULES)}")
-        check_options(decode, beam_size, temperature, top_k, top_p)
-        self.pad, self.label_smoothing = int(pad_token_id), float(label_smoothing)
+        super().__init__(model, optimizer, scheduler, run_dir=run_dir)
+        self.pad, self.src_vocab, self.tgt_vocab = int(pad_token_id), src_vocab, tgt_vocab
+        self.bleu_tokenize, self.references = bleu_tokenize, references
+        self.max_length, self.eval_batch_size = int(max_length), int(eval_batch_size)
+        self.label_smoothing = float(label_smoothing)
         self.scheduled_sampling, self.ss_max = scheduled_sampling, float(scheduled_sampling_max)
         self.guided_attention, self.guided_sigma = float(guided_attention), float(guided_attention_sigma)
-        self.decode_options = dict(strategy=decode, beam_size=int(beam_size), length_penalty=float(length_penalty),
-                                   temperature=float(temperature), top_k=int(top_k), top_p=float(top_p))
-        self.max_len_a, self.max_len_b, self.decode_seed = float(max_len_a), int(max_len_b), int(decode_seed)
+        self.decoding = DecodeSettings(strategy=decode, beam_size=int(beam_size), length_penalty=float(length_penalty),
+                                       temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
+                                       max_len_a=float(max_len_a), max_len_b=int(max_len_b), seed=int(decode_seed))
         self.val_bleu, self.attention_plot, self.weights_from = bool(val_bleu), bool(attention_plot), weights_from
         self.val_bleu_sentences = None if val_bleu_sentences is None else int(val_bleu_sentences)
         self._eval: dict[str, dict] = {}
         self._train_tokens = 0
-        self.vocab = None            # the data module (detokenisation, references), set in setup()
         self._loaded_from: str | None = None
-        # validation BLEU against training wall time (the issue's "BLEU against wall time"): one point per
-        # validation pass, kept in checkpoints so a resumed run continues the curve and the clock
+        self._spec_written = False
+        # validation BLEU against training wall time: one point per validation pass, kept in checkpoints so a
+        # resumed run continues the curve and the clock
         self.bleu_curve: list[dict] = []
         self._clock_offset = 0.0
         self._clock_start: float | None = None
 
     # ---- set-up ------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        if self._trainer is not None and getattr(self.trainer, "datamodule", None) is not None:
-            self.vocab = self.trainer.datamodule
         if self.weights_from and self._loaded_from is None:
-            path = checkpoint_file(self.weights_from)
-            load_model_weights(self.model, path)
+            path = load_model_weights(self.model, self.weights_from)
             self._loaded_from = str(path)
             self.results["weights_from"] = str(path)
+        if not self._spec_written and self.run_dir is not None and self.trainer.is_global_zero:
+            self.write_spec()
 
-    def on_fit_start(self) -> None:
-        dm = self.vocab
-        if self.run_dir is not None and dm is not None and self.trainer.is_global_zero:
-            dm.src_vocab.save(self.run_dir / VOCAB_FILES[0])      # what `translate` needs besides the weights
-            dm.tgt_vocab.save(self.run_dir / VOCAB_FILES[1])
-            if hasattr(self.model, "config"):
-                from leedl_cli.results import write_json_atomic
+    def write_spec(self) -> Path:
+        """translation_model.json and the vocabularies: what `leedl translate` rebuilds the model from."""
+        from leedl_cli.translate import write_spec
 
-                model_class = type(self.model)
-                write_json_atomic(self.run_dir / MODEL_FILE, {
-                    "target": f"{model_class.__module__}.{model_class.__qualname__}", "kwargs": self.model.config,
-                    "max_length": dm.max_length})
+        self._spec_written = True
+        return write_spec(self.run_dir, self.model, self.src_vocab, self.tgt_vocab, self.decoding, self.max_length,
+                          self.eval_batch_size, self._loaded_from)
 
     # ---- training ----------------------------------------------------------------------------
     def progress(self) -> float:
@@ -190,32 +206,21 @@ class Translation(LeedlTask):
         self.log("train/tokens", float(self._train_tokens))
         self._train_tokens = 0
 
-    # ---- decoding ----------------------------------------------------------------------------
-    def translate_ids(self, src: torch.Tensor, **options) -> list[list[int]]:
-        """Target token ids (no [BOS]/[EOS]) for a padded source batch."""
-        opts = {**self.decode_options, **options}
-        dm = self.vocab
-        bos, eos = dm.tgt_vocab.bos_token_id, dm.tgt_vocab.eos_token_id
-        length = int((src != self.pad).sum(1).max())
-        max_new = int(self.max_len_a * length + self.max_len_b)
-        generator = None
-        if opts["strategy"] == "sampling":
-            generator = torch.Generator().manual_seed(self.decode_seed + int(src.sum()))
-        prefix = torch.full((src.shape[0], 1), bos, dtype=torch.long, device=src.device)
-        was = self.model.training
-        self.model.eval()
-        with torch.no_grad():
-            out = generate(self.model.step_fn(src), prefix, eos, max_new, generator=generator, **opts)
-        self.model.train(was)
-        return out
+    # ---- validation and test -----------------------------------------------------------------
+    def translate_ids(self, src: torch.Tensor, settings: DecodeSettings | None = None) -> list[list[int]]:
+        """Target token ids (no [BOS]/[EOS]) for a padded source batch, with the test's decoding settings."""
+        return decode_sources(self.model, src, self.pad, self.tgt_vocab.bos_token_id, self.tgt_vocab.eos_token_id,
+                              settings or self.decoding)
 
     def _eval_step(self, batch, stage: str) -> None:
         _, ce, n = self.loss(batch, stage)
         store = self._eval.setdefault(stage, {"loss": 0.0, "n": 0, "hyps": {}})
         store["loss"] += float(ce) * n
         store["n"] += n
+        if stage == "test" and self.attention_plot:
+            self._remember_plot_sentence(batch)
         if stage == "test" or self.val_bleu:
-            opts = {} if stage == "test" else {"strategy": "greedy"}
+            settings = self.decoding if stage == "test" else self.decoding.replace(strategy="greedy")
             index, src = batch["feature_index"], batch["src_ids"]
             if stage == "val" and self.val_bleu_sentences is not None:   # BLEU on the first N validation pairs
                 keep = index < self.val_bleu_sentences
@@ -223,8 +228,20 @@ class Translation(LeedlTask):
                 if not len(index):
                     return
                 src = src[:, : int((src != self.pad).sum(1).max())]
-            for fi, ids in zip(index.tolist(), self.translate_ids(src, **opts)):
+            for fi, ids in zip(index.tolist(), self.translate_ids(src, settings)):
                 store["hyps"][fi] = ids
+
+    def _remember_plot_sentence(self, batch) -> None:
+        """The attention plot's sentence: the first test source (by file order) of 8-16 pieces, else the first."""
+        lo, hi = ATTENTION_PLOT_LENGTHS
+        lengths = (batch["src_ids"] != self.pad).sum(1).tolist()
+        best = self._eval["test"].get("plot")
+        for row, (fi, n) in enumerate(zip(batch["feature_index"].tolist(), lengths)):
+            rank = (0 if lo <= n <= hi else 1, fi)
+            if fi == 0 or lo <= n <= hi:
+                if best is None or rank < best[0]:
+                    best = (rank, fi, batch["src_ids"][row, :n].tolist())
+        self._eval["test"]["plot"] = best
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, "val")
@@ -240,11 +257,11 @@ class Translation(LeedlTask):
         self.log(f"{stage}/ppl", math.exp(min(50.0, store["loss"] / store["n"])))
         if not store["hyps"]:
             return store
-        dm = self.vocab
         order = sorted(store["hyps"])
-        hyps = [dm.detokenize(store["hyps"][i]) for i in order]
-        refs = [dm.texts[stage][i][1] for i in order]
-        scores = corpus_scores(hyps, refs, dm.bleu_tokenize)
+        hyps = [self.tgt_vocab.decode(store["hyps"][i]) for i in order]
+        references = self.references(stage)
+        refs = [references[i] for i in order]
+        scores = corpus_scores(hyps, refs, self.bleu_tokenize)
         self.log(f"{stage}/bleu", scores["bleu"], prog_bar=True)
         self.log(f"{stage}/chrf", scores["chrf"])
         store.update(hyps_text=hyps, refs=refs, order=order, scores=scores)
@@ -304,129 +321,27 @@ class Translation(LeedlTask):
         self.log("test/distinct_1", distinct_n(seqs, 1))
         self.log("test/distinct_2", distinct_n(seqs, 2))
         self.log("test/length", sum(len(s) for s in seqs) / max(1, len(seqs)))
-        self.results["decode"] = dict(self.decode_options)
+        self.results["decode"] = self.decoding.as_dict()
         self.results["bleu_signature"] = store["scores"]["signature"]
         self.results["test_sentences"] = len(seqs)
         if self.run_dir is not None and self.trainer.is_global_zero:
-            from leedl_cli.results import replace_atomically
+            from leedl_cli.atomic import write_text_atomic
 
-            replace_atomically(self.run_dir / "predictions_test.txt",
-                               lambda fh: fh.write("".join(h.replace("\n", " ") + "\n" for h in store["hyps_text"])))
-            replace_atomically(self.run_dir / "references_test.txt",
-                               lambda fh: fh.write("".join(r + "\n" for r in store["refs"])))
+            write_text_atomic(self.run_dir / "predictions_test.txt",
+                              "".join(h.replace("\n", " ") + "\n" for h in store["hyps_text"]))
+            write_text_atomic(self.run_dir / "references_test.txt", "".join(r + "\n" for r in store["refs"]))
             self.results["predictions"] = str(self.run_dir / "predictions_test.txt")
-            if self.attention_plot:
-                self._draw_cross_attention()
+            if self.attention_plot and store.get("plot") is not None:
+                self._draw_cross_attention(*store["plot"][1:])
 
-    def _draw_cross_attention(self, lo: int = 8, hi: int = 16) -> None:
-        dm = self.vocab
-        feats = dm.features["test"]
-        index = next((i for i, f in enumerate(feats) if lo <= len(f["src_ids"]) <= hi), 0)
-        src = torch.tensor([feats[index]["src_ids"]], device=self.device)
-        hyp = self.translate_ids(src, strategy="greedy")[0]
-        bos, eos = dm.tgt_vocab.bos_token_id, dm.tgt_vocab.eos_token_id
-        tgt_in = torch.tensor([[bos] + hyp], device=self.device)
-        weights = self.model.cross_attention(src, tgt_in)
-        src_words = [dm.src_vocab.id_to_token(i) for i in feats[index]["src_ids"]]
-        tgt_words = [dm.tgt_vocab.id_to_token(i) for i in hyp + [eos]]
-        paths = [str(plot_cross_attention(w[0], src_words, tgt_words,
-                                          self.plots_dir() / f"cross_attention_layer{k + 1}.png",
-                                          f"decoder layer {k + 1}: cross-attention (test sentence {index})"))
-                 for k, w in enumerate(weights) if w is not None]
-        self.results["attention_plots"] = paths
-
-
-def plot_bleu_curve(curve: list[dict], path, title: str = "validation BLEU (greedy) against training time") -> Path:
-    """One point per validation pass: minutes of fitting on x, BLEU on y, each point labelled with its epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    minutes, bleu = [c["minutes"] for c in curve], [c["val_bleu"] for c in curve]
-    ax.plot(minutes, bleu, marker="o")
-    for c in curve:
-        ax.annotate(f"ep {c['epoch'] + 1}", (c["minutes"], c["val_bleu"]), textcoords="offset points",
-                    xytext=(0, 6), ha="center", fontsize=7)
-    ax.set_xlabel("wall time of fitting (minutes)")
-    ax.set_ylabel("validation BLEU")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def plot_cross_attention(weights: torch.Tensor, src_words: list[str], tgt_words: list[str], path,
-                         title: str = "") -> Path:
-    """weights [H, T, S] (row t = target piece t, column s = source piece s) -> one heat map per head."""
-    from leedl_cli.analysis.attention_maps import plot_heads
-
-    return plot_heads(weights, tgt_words, path, title, key_words=src_words, query_label="generated piece",
-                      key_label="source piece")
-
-
-# ---- loading trained models ----------------------------------------------------------------------
-def checkpoint_file(run_dir_or_ckpt) -> Path:
-    """A .ckpt as given, or a run directory's best checkpoint (checkpoints/epochNNN.ckpt), else its last.ckpt."""
-    path = Path(run_dir_or_ckpt).expanduser()
-    if path.is_file():
-        return path
-    folder = path / "checkpoints"
-    best = sorted(p for p in folder.glob("*.ckpt") if p.name != "last.ckpt") if folder.is_dir() else []
-    for candidate in best[-1:] + [folder / "last.ckpt"]:
-        if candidate.is_file():
-            return candidate
-    raise LeedlError(f"{path}: neither a .ckpt file nor a run directory with checkpoints/*.ckpt")
-
-
-def load_model_weights(model: torch.nn.Module, ckpt: Path) -> None:
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    weights = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
-    model.load_state_dict(weights)
-
-
-def translate(run_dir_or_ckpt, sentences: list[str], decode: str = "beam", beam_size: int = 5,
-              length_penalty: float = 1.0, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-              seed: int = 0, batch_size: int = 64) -> list[str]:
-    """Translate `sentences` with a trained `task=translation` run (its directory, or a .ckpt inside one).
-
-    The files the run wrote when training started rebuild the model (translation_model.json: its class and
-    constructor arguments) and its vocabularies (vocab_src.json / vocab_tgt.json: encoding, detokenisation);
-    the weights are the best validation-BLEU checkpoint.
-    """
-    import json
-
-    import hydra
-
-    from leedl_cli.data.tokenizers import Vocabulary
-
-    check_options(decode, beam_size, temperature, top_k, top_p)
-    ckpt = checkpoint_file(run_dir_or_ckpt)
-    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-    needed = [run_dir / n for n in (MODEL_FILE, *VOCAB_FILES)]
-    if not all(p.is_file() for p in needed):
-        raise LeedlError(f"{run_dir}: not a task=translation run directory (needs {', '.join(p.name for p in needed)})")
-    spec = json.loads((run_dir / MODEL_FILE).read_text())
-    src_vocab, tgt_vocab = Vocabulary.load(needed[1]), Vocabulary.load(needed[2])
-    model = hydra.utils.get_object(spec["target"])(**spec["kwargs"])
-    load_model_weights(model, ckpt)
-    model.eval()
-    max_length = int(spec.get("max_length", 128))
-    out: list[str] = []
-    for start in range(0, len(sentences), batch_size):
-        chunk = sentences[start:start + batch_size]
-        ids = [x[: max_length - 1] + [src_vocab.eos_token_id] for x in src_vocab.encode_batch(chunk)]
-        longest = max(len(x) for x in ids)
-        src = torch.tensor([x + [src_vocab.pad_token_id] * (longest - len(x)) for x in ids])
-        prefix = torch.full((len(chunk), 1), tgt_vocab.bos_token_id, dtype=torch.long)
-        gen = torch.Generator().manual_seed(seed + start) if decode == "sampling" else None
-        with torch.no_grad():
-            hyps = generate(model.step_fn(src), prefix, tgt_vocab.eos_token_id, int(1.5 * longest + 10),
-                            strategy=decode, beam_size=beam_size, length_penalty=length_penalty,
-                            temperature=temperature, top_k=top_k, top_p=top_p, generator=gen)
-        out += [tgt_vocab.decode(h) for h in hyps]
-    return out
+    def _draw_cross_attention(self, index: int, src_ids: list[int]) -> None:
+        src = torch.tensor([src_ids], device=self.device)
+        hyp = self.translate_ids(src, self.decoding.replace(strategy="greedy"))[0]
+        bos, eos = self.tgt_vocab.bos_token_id, self.tgt_vocab.eos_token_id
+        weights = self.model.cross_attention(src, torch.tensor([[bos] + hyp], device=self.device))
+        src_words = [self.src_vocab.id_to_token(i) for i in src_ids]
+        tgt_words = [self.tgt_vocab.id_to_token(i) for i in hyp + [eos]]
+        self.results["attention_plots"] = [
+            str(plot_cross_attention(w[0], src_words, tgt_words, self.plots_dir() / f"cross_attention_layer{k + 1}.png",
+                                     f"decoder layer {k + 1}: cross-attention (test sentence {index})"))
+            for k, w in enumerate(weights) if w is not None]
