@@ -190,8 +190,10 @@ def cmd_run(args: list[str]) -> int:
 
 
 TRANSLATE_USAGE = """usage: leedl translate RUN [SENTENCE ...] [--decode greedy|beam|sampling] [--beam-size N]
-                       [--length-penalty A] [--temperature T] [--top-k K] [--top-p P] [--seed S]
+                       [--length-penalty A] [--temperature T] [--top-k K] [--top-p P]
+                       [--max-len-a A] [--max-len-b B] [--seed S]
   RUN: a task=translation run directory (its best validation-BLEU checkpoint) or a .ckpt inside one.
+  Decodes as the run's test did (its translation_model.json); an option given here changes that one setting.
   Without SENTENCE, one sentence per line is read from stdin; one translation per line is printed."""
 
 
@@ -204,13 +206,11 @@ def cmd_translate(args: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="leedl translate", add_help=False)
     parser.add_argument("run")
     parser.add_argument("sentences", nargs="*")
-    parser.add_argument("--decode", default="beam", choices=["greedy", "beam", "sampling"])
-    parser.add_argument("--beam-size", type=int, default=5)
-    parser.add_argument("--length-penalty", type=float, default=1.0)
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-k", type=int, default=0)
-    parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--decode", dest="strategy")      # the values are checked with the other settings
+    for flag, kind in (("--beam-size", int), ("--length-penalty", float), ("--temperature", float),
+                       ("--top-k", int), ("--top-p", float), ("--max-len-a", float), ("--max-len-b", int),
+                       ("--seed", int)):
+        parser.add_argument(flag, type=kind)
     try:
         opts = parser.parse_args(args)
     except SystemExit:
@@ -218,13 +218,12 @@ def cmd_translate(args: list[str]) -> int:
     if not Path(opts.run).exists():
         _die(f"{opts.run}: no such run directory or checkpoint (give a task=translation run's directory)")
     sentences = opts.sentences or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    changes = {k: v for k, v in vars(opts).items() if k not in ("run", "sentences")}
     from leedl_cli.errors import LeedlError
-    from leedl_cli.tasks.translation import translate
+    from leedl_cli.translate import translate
 
     try:
-        out = translate(opts.run, sentences, decode=opts.decode, beam_size=opts.beam_size,
-                        length_penalty=opts.length_penalty, temperature=opts.temperature, top_k=opts.top_k,
-                        top_p=opts.top_p, seed=opts.seed)
+        out = translate(opts.run, sentences, **changes)
     except LeedlError as err:
         _die(str(err))
     for line in out:
