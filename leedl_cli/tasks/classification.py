@@ -129,8 +129,8 @@ class ImageClassification(Classification):
         super().__init__(model, optimizer, scheduler, run_dir=run_dir, label_smoothing=label_smoothing)
         self.plots = plots
         self.train_images, self.test_images = train_images, test_images
-        self.transformed_test_sets, self.eval_batch_size, self.background = (transformed_test_sets, eval_batch_size,
-                                                                             background)
+        self.transformed_test_sets = transformed_test_sets
+        self.eval_batch_size, self.background = eval_batch_size, background
 
     def on_fit_start(self) -> None:
         """Record the activation values one input creates (every module's output, for the memory comparison of
