@@ -15,7 +15,7 @@ def main(argv: list[str]) -> int:
 
     config_file, run_dir = argv
     cfg = OmegaConf.load(config_file)
-    results = train(cfg, run_dir)
+    results = train(cfg, run_dir, checked=True)
     return 0 if results["status"] != "failed" else 1
 
 

@@ -181,17 +181,19 @@ def _float_metrics(metrics: dict) -> dict:
 
 
 def train(cfg: DictConfig, run_dir: str | os.PathLike, overrides: list[str] | None = None,
-          choices: dict | None = None, sweep: str | None = None) -> dict:
+          choices: dict | None = None, sweep: str | None = None, checked: bool = False) -> dict:
     """Run one experiment described by `cfg`, writing everything into `run_dir`. Never raises for a failed run:
     the returned dict (also results.json) says `status` ok / diverged / failed / interrupted.
 
     With `cfg.resume` set (to `run_dir`), continue the interrupted run there: same seed and wandb run, from its
-    last checkpoint, appending to metrics.csv. Only the process of global rank 0 writes files.
+    last checkpoint, appending to metrics.csv. Only the process of global rank 0 writes files. `checked`: the
+    config was validated already (a DDP worker's copy of rank 0's resolved config).
     """
     from leedl_cli.signals import GracefulStop
 
     with GracefulStop() as stop, RunRecord(cfg, run_dir, overrides, choices, sweep) as record:
-        validate(cfg)
+        if not checked:   # a DDP worker runs rank 0's resolved config, checked there
+            validate(cfg)
         fit_and_test(cfg, record, stop)
     return record.results
 

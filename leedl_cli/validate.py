@@ -135,6 +135,7 @@ def check_node(path: str, node: dict, errors: list[str], leedl_keys: set[str] = 
         source = (sources or {}).get(full)
         if source and any(e.startswith(f"{source}=") for e in errors):
             continue
+        where = source if source and not source.startswith(("hydra", "oc.")) else full   # the key the user sets
         param = params[key]
         hint = hints.get(key, param.annotation)
         if value is None and param.default is None:
@@ -143,9 +144,9 @@ def check_node(path: str, node: dict, errors: list[str], leedl_keys: set[str] = 
             check_node(full, value, errors, sources=sources)
             continue
         if not conforms(value, _strip(hint)):
-            errors.append(f"{full}={_show(value)}: expected {_describe(_strip(hint))}")
+            errors.append(f"{where}={_show(value)}: expected {_describe(_strip(hint))}")
             continue
-        check_value(full, value, errors, ranges_of(hint) + ([outside[key]] if key in outside else []),
+        check_value(where, value, errors, ranges_of(hint) + ([outside[key]] if key in outside else []),
                     "an integer" if _integer(_strip(hint)) else "a number")
     owner_rules = getattr(target, "config_problems", None)
     if owner_rules is not None and len(errors) == bad_before:

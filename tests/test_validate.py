@@ -99,7 +99,7 @@ def test_cli_exits_2_with_one_line_and_leaves_no_run_directory(tmp_path):
 
 
 @pytest.mark.parametrize("override,message", [
-    (["task=translation", "task.decode=beams"], "task.module.decode=beams: expected one of greedy, beam, sampling"),
+    (["task=translation", "task.decode=beams"], "task.decode=beams: expected one of greedy, beam, sampling"),
     (["task=go_policy", "task.data.features=planes"], "task.data.features=planes: expected one of basic, history, alphago"),
     (["task=cartpole", "task.module.version=v9"], "task.module.version=v9: expected one of v0, v1, v2, v3, v3_5, v4, ppo"),
     (["task=pos_tagging", "model.positional_encoding=rope"], "model.positional_encoding=rope: expected one of none"),
