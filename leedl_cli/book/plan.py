@@ -1,0 +1,101 @@
+"""`leedl book plan`: one row per preset of conf/experiment/: its section of the book, its claims, how many runs it
+makes, how long they take (measured, from the newest run records of the preset; else an estimate), whether it has
+been measured, and the command that runs it. Imports no torch or Lightning.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from leedl_cli.book.presets import CHAPTERS, Preset, per_run_estimate
+from leedl_cli.book.records import FULL, SMOKE, Measured
+
+GUESS_S = 60.0          # a run's time when neither a measurement, the header nor trainer.max_time says
+SMOKE_PER_RUN_S = 4.0   # a debug=smoke run, without a measurement of its own
+SMOKE_START_S = 15.0    # starting one `leedl run` process (imports, config checks)
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@dataclass
+class Row:
+    preset: Preset
+    measured: Measured | None   # the runs at the budget asked about (None: none)
+    runs: int                   # runs at that budget
+    seconds: float | None       # the time of all its runs, one after another
+    source: str                 # "measured" or "estimate (...)"
+
+    @property
+    def done(self) -> bool:
+        return self.measured is not None and self.measured.complete(self.runs)
+
+    def state(self) -> str:
+        if self.measured is None or not self.measured.runs:
+            return "not measured"
+        good, n = len(self.measured.good), self.runs
+        failed = len(self.measured.failed)
+        text = "measured" if good >= n else f"partly ({good} of {n})"
+        return text + (f", {failed} failed" if failed else "")
+
+
+def smoke_runs(preset: Preset) -> int:
+    """Runs of a `--budget smoke` book run: one seed, two trials of a search."""
+    if preset.trials is not None:
+        return 2
+    return max(1, preset.runs // max(1, len(preset.sweep.get("seed", [None]))))
+
+
+def row(preset: Preset, measured: dict[tuple[str, str], Measured], budget: str = FULL) -> Row:
+    runs = preset.runs if budget == FULL else smoke_runs(preset)
+    found = measured.get((preset.name, budget))
+    per_run = found.per_run_s() if found else None
+    if per_run is not None:
+        return Row(preset, found, runs, per_run * runs, "measured" + (f" {found.last()[:10]}" if found.last() else ""))
+    if budget == SMOKE:
+        return Row(preset, found, runs, SMOKE_START_S + SMOKE_PER_RUN_S * runs, "estimate (smoke)")
+    seconds, where = per_run_estimate(preset)
+    if seconds is None:
+        return Row(preset, found, runs, GUESS_S * runs, "estimate (a guess: 1 min a run)")
+    return Row(preset, found, runs, seconds * runs, f"estimate ({where}: {duration(seconds)} a run)")
+
+
+def plan_lines(rows: list[Row], show_claims: bool = False) -> list[str]:
+    head = ["section", "preset", "claims", "runs", "time", "", "state", "command"]
+    lines: list[str] = []
+    table = [[r.preset.section, r.preset.name, str(len(r.preset.claims)), str(r.runs), duration(r.seconds), r.source,
+              r.state(), r.preset.command()] for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(head, *table)] if table else [len(h) for h in head]
+    chapter = None
+    for r, cells in zip(rows, table):
+        if r.preset.chapter != chapter:
+            chapter = r.preset.chapter
+            lines += ["" if lines else "", f"chapter {chapter} — {CHAPTERS[chapter]}",
+                      "  " + "  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
+        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
+        if show_claims:
+            lines += [f"      - {c.get('claim', '')} (book: {c.get('book', '—')})" for c in r.preset.claims]
+        if r.preset.missing:
+            lines.append(f"      needs {', '.join(f'{k}=...' for k in r.preset.missing)} (see its header)")
+    return lines[1:] if lines and not lines[0] else lines
+
+
+def totals_line(rows: list[Row]) -> str:
+    done = sum(r.done for r in rows)
+    left = [r for r in rows if not r.done]
+    return (f"{len(rows)} presets, {sum(len(r.preset.claims) for r in rows)} claims, {sum(r.runs for r in rows)} runs; "
+            f"{done} measured; the {len(left)} not yet measured take about {duration(sum(r.seconds or 0 for r in left))}"
+            f" one run at a time")
+
+
+def default_roots(extra: list[Path]) -> list[Path]:
+    import os
+
+    return [Path(os.environ.get("LEEDL_OUTPUT_DIR", "outputs")), *extra]

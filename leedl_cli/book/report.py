@@ -1,0 +1,216 @@
+"""`leedl book report [DIR]`: the whole book on pages, from the run records under DIR (default: outputs/).
+
+Runs are matched to presets by the preset each recorded (`choices.experiment`). For every preset: its claims (the
+book's number or statement, the measured mean ± std with n, the verdict of leedl_cli.report.claims), its plots (the
+report package's plot functions), the command, and when and on what it ran. Written to OUT (docs/results/ by
+default): index.md, chapter-N.md, plots/<preset>/*.png, claims.json and book.html (one self-contained page).
+Only measurements count (`--budget smoke` reports debug=smoke runs instead, to check the code path).
+Imports no torch.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from leedl_cli.atomic import write_json_atomic, write_text_atomic
+from leedl_cli.book.plan import duration
+from leedl_cli.book.presets import CHAPTERS, Preset
+from leedl_cli.book.records import FULL, Measured, device_of
+from leedl_cli.errors import LeedlError
+from leedl_cli.report.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED, book_rows, summary_line
+from leedl_cli.report.render import where_text
+from leedl_cli.report.runs import choose_metrics
+
+log = logging.getLogger("leedl")
+VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_MEASURED)
+
+
+@dataclass
+class Entry:
+    """One preset on the pages: its runs at the budget reported (none: not measured), claims and plots."""
+    preset: Preset
+    measured: Measured | None
+    claims: list[dict] = field(default_factory=list)
+    plots: list[Path] = field(default_factory=list)
+    problem: str = ""        # a claim or plot that could not be made, in one line
+
+    @property
+    def runs(self) -> list[dict]:
+        return self.measured.runs if self.measured else []
+
+    def anchor(self) -> str:
+        return f"preset-{self.preset.name}"
+
+
+def _config(entry_runs: list[dict], preset: Preset) -> dict:
+    """The report block the runs recorded (what was run), else the preset's own."""
+    for run in entry_runs:
+        if isinstance(run.get("report"), dict) and run["report"]:
+            return run["report"]
+    return preset.report
+
+
+def swept_x(preset: Preset, cfg: dict) -> str | None:
+    if cfg.get("x"):
+        return str(cfg["x"]).lstrip("+")
+    keys = [k for k, v in preset.sweep.items() if len(v) > 1 and k != "seed"]
+    return keys[0] if keys else None
+
+
+def draw(entry: Entry, cfg: dict, plot_dir: Path) -> list[Path]:
+    """The preset's plots with the report package's functions; a plot that fails is left out (and said)."""
+    from leedl_cli.report.plots import extra_plots, plot_curves, plot_metric_vs_param
+
+    runs = entry.runs
+    if not any(r.get("status") == "ok" for r in runs):
+        return []
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    x = swept_x(entry.preset, cfg)
+    metrics = choose_metrics(runs, None, cfg)
+    steps = [("metric plots", lambda: plot_metric_vs_param(runs, plot_dir, x, metrics, entry.claims) if x else []),
+             ("curves", lambda: plot_curves(runs, plot_dir, list(cfg["curves"])) if cfg.get("curves") else []),
+             ("report.plots", lambda: extra_plots(runs, plot_dir, cfg))]
+    for what, make in steps:
+        try:
+            paths += [Path(p) for p in make()]
+        except Exception as err:   # one broken plot does not stop the book
+            log.warning("book report: %s of %s not drawn: %s", what, entry.preset.name, err)
+            entry.problem += f"{what} not drawn ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
+    return [p for p in paths if p.is_file() and p.suffix.lower() == ".png"]
+
+
+def build(presets: list[Preset], measured: dict, budget: str, out: Path, plots: bool = True) -> list[Entry]:
+    entries = []
+    for preset in presets:
+        found = measured.get((preset.name, budget))
+        entry = Entry(preset, found if found and found.runs else None)
+        cfg = _config(entry.runs, preset)
+        try:
+            entry.claims = book_rows(entry.runs, {**cfg, "book": cfg.get("book") or preset.claims})
+        except LeedlError as err:
+            entry.problem += f"claims not checked: {err}. "
+            entry.claims = []
+        if plots and entry.measured:
+            entry.plots = draw(entry, cfg, out / "plots" / preset.name)
+        entries.append(entry)
+    return entries
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def ran_on(entry: Entry) -> str:
+    runs = entry.runs
+    first = min((str(r.get("started") or "") for r in runs), default="")
+    last = max((str(r.get("finished") or r.get("started") or "") for r in runs), default="")
+    devices = sorted({device_of(r) for r in runs})
+    versions = runs[-1].get("versions") or {}
+    shown = ", ".join(f"{k} {versions[k]}" for k in ("python", "torch", "pytorch-lightning", "transformers", "leedl")
+                      if k in versions)
+    good, bad = len(entry.measured.good), len(entry.measured.failed)
+    budget = "" if entry.measured.budget == FULL else f" at the {entry.measured.budget} budget (not a measurement)"
+    return (f"{len(runs)} runs ({good} ok" + (f", {bad} did not end ok" if bad else "") + f"){budget}, "
+            f"{first.replace('T', ' ')} to {last.replace('T', ' ')}, {duration(entry.measured.total_s())} of runs; "
+            f"on {'; '.join(devices)}; {shown}")
+
+
+def claim_table(claims: list[dict]) -> list[str]:
+    lines = ["| claim | the book | measured (mean ± std, n) | verdict |", "| --- | --- | --- | --- |"]
+    for c in claims:
+        where = f" ({where_text(c['where'])})" if c["where"] else ""
+        lines.append(f"| {_cell(c['claim'] + where)} | {_cell(c['book'] or '—')} | {_cell(c['measured'])} | "
+                     f"{'**' + c['verdict'] + '**' if c['verdict'] else '—'} |")
+    return lines
+
+
+def preset_section(entry: Entry, page_dir: Path) -> list[str]:
+    p = entry.preset
+    lines = [f'<a id="{entry.anchor()}"></a>', "", f"### {p.section} `{p.name}`", "", p.title, "",
+             f"Command: `{p.command()}`" + (f" (needs {', '.join(k + '=...' for k in p.missing)})" if p.missing else ""),
+             ""]
+    if entry.measured is None:
+        lines += [f"**Not measured yet.** `leedl book run --preset {p.name}` runs it ({p.runs} runs).", ""]
+    else:
+        lines += [f"Ran: {ran_on(entry)}.", ""]
+    if entry.claims:
+        lines += claim_table(entry.claims) + ["", f"{summary_line(entry.claims)}.", ""]
+    elif not p.claims:
+        lines += ["This preset states no claim to check: its tables and plots are the result.", ""]
+    if entry.problem:
+        lines += [f"Note: {entry.problem.strip()}", ""]
+    lines += [f"![{p.name}: {path.stem}]({path.relative_to(page_dir).as_posix()})" for path in entry.plots]
+    return lines + ([""] if entry.plots else [])
+
+
+def chapter_claims(entries: list[Entry]) -> list[dict]:
+    return [c for e in entries for c in e.claims]
+
+
+def chapter_page(chapter: int, entries: list[Entry], page_dir: Path) -> str:
+    claims = chapter_claims(entries)
+    lines = [f"# Chapter {chapter}: {CHAPTERS[chapter]}", "",
+             f"[All chapters](index.md) · [one page with every plot](book.html)", "",
+             f"**{summary_line(claims)}** over {len(entries)} presets.", ""]
+    lines += ["| section | preset | claims | state |", "| --- | --- | --- | --- |"]
+    for e in entries:
+        state = "not measured" if e.measured is None else f"{len(e.measured.good)} of {len(e.runs)} runs ok"
+        lines.append(f"| {e.preset.section} | [{e.preset.name}](#{e.anchor()}) | "
+                     f"{summary_line(e.claims) if e.claims else '—'} | {state} |")
+    lines += [""]
+    for e in entries:
+        lines += preset_section(e, page_dir)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def index_page(by_chapter: dict[int, list[Entry]], source: str, budget: str) -> str:
+    everything = [e for es in by_chapter.values() for e in es]
+    lines = ["# The book, measured", "",
+             f"What leedl measured for each figure and table of the LeeDL book, from the run records under "
+             f"`{source}`" + ("" if budget == FULL else f" (the {budget} budget: checks of the code path, not "
+                                                          f"measurements)") + ". Written by `leedl book report`.", "",
+             f"**{summary_line(chapter_claims(everything))}** (the whole book). One page with every plot: "
+             f"[book.html](book.html); the claims as data: [claims.json](claims.json).", "",
+             "| chapter | presets | measured | claims |", "| --- | --- | --- | --- |"]
+    for chapter, entries in by_chapter.items():
+        done = sum(e.measured is not None for e in entries)
+        lines.append(f"| [{chapter}. {CHAPTERS[chapter]}](chapter-{chapter}.md) | {len(entries)} | {done} | "
+                     f"{summary_line(chapter_claims(entries))} |")
+    never = [e for e in everything if e.measured is None]
+    if never:
+        lines += ["", "## Not measured yet", "", "`leedl book run` runs these (`leedl book plan` says how long):", ""]
+        lines += [f"- [{e.preset.name}](chapter-{e.preset.chapter}.md#{e.anchor()}) ({e.preset.section}, "
+                  f"{e.preset.runs} runs)" for e in never]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def claims_json(entries: list[Entry], budget: str) -> dict:
+    rows = []
+    for e in entries:
+        for c in e.claims:
+            rows.append({"chapter": e.preset.chapter, "section": e.preset.section, "preset": e.preset.name,
+                         "claim": c["claim"], "metric": c["metric"], "where": c["where"], "book": c["book"],
+                         "check": c["check"], "measured": c["measured"], "verdict": c["verdict"] or None,
+                         "runs": len(e.runs), "budget": e.measured.budget if e.measured else None})
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
+    return {"budget": budget, "summary": summary_line(chapter_claims(entries)), "counts": counts, "claims": rows}
+
+
+def write_book(presets: list[Preset], measured: dict, out: Path, source: str, budget: str = FULL,
+               plots: bool = True) -> list[Path]:
+    """Write the pages; returns the paths written (index first)."""
+    from leedl_cli.book.html import html_page
+
+    out.mkdir(parents=True, exist_ok=True)
+    entries = build(presets, measured, budget, out, plots)
+    by_chapter: dict[int, list[Entry]] = {}
+    for e in entries:
+        by_chapter.setdefault(e.preset.chapter, []).append(e)
+    written = [write_text_atomic(out / "index.md", index_page(by_chapter, source, budget))]
+    for chapter, chapter_entries in by_chapter.items():
+        written.append(write_text_atomic(out / f"chapter-{chapter}.md", chapter_page(chapter, chapter_entries, out)))
+    written.append(write_json_atomic(out / "claims.json", claims_json(entries, budget)))
+    written.append(write_text_atomic(out / "book.html", html_page(by_chapter, source, budget)))
+    return written

@@ -1,0 +1,195 @@
+"""`leedl book`: the plan lists every preset without torch, the report turns run records into pages whose images
+and links all resolve, and a smoke book run of one preset records what it did (slow tier)."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from leedl_cli.book.cli import book_main
+from leedl_cli.book.presets import read_presets, section_of
+from leedl_cli.book.records import by_preset, load
+from leedl_cli.book.run import Options, run_book
+from leedl_cli.paths import conf_dir
+
+PRESETS = sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
+HEAVY = ("torch", "pytorch_lightning", "lightning", "transformers")
+
+
+def test_plan_lists_every_preset_without_importing_torch(monkeypatch, capsys):
+    for name in HEAVY:   # an `import torch` anywhere in the plan's path raises ImportError now
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setenv("LEEDL_OUTPUT_DIR", "/nonexistent-leedl-outputs")
+    assert book_main(["plan"]) == 0
+    out = capsys.readouterr().out
+    listed = re.findall(r"^  \d[\d.]*\s+(\S+)\s", out, flags=re.MULTILINE)
+    assert sorted(listed) == PRESETS
+    assert out.count("not measured") >= len(PRESETS)
+    assert f"{len(PRESETS)} presets" in out
+    for name in PRESETS:
+        assert f"leedl run experiment={name}" in out
+
+
+def test_every_preset_has_a_section_and_a_sweep_size():
+    presets = {p.name: p for p in read_presets()}
+    assert sorted(presets) == PRESETS
+    assert presets["batch_size_gap"].runs == 9 and presets["batch_size_gap"].section == "1.2.1"
+    assert presets["attention_vs_rnn_speed"].section == "3.7" and presets["attention_vs_rnn_speed"].runs == 14
+    assert presets["hpo_digits"].runs == 20 and presets["hpo_digits"].trials == 20
+    assert presets["batch_size_gap_converged_fashion"].runs == 10   # read on top of the preset it includes
+    assert presets["batch_size_gap_converged_fashion"].tasks == ["fashion_mnist"]
+    assert presets["mc_vs_td"].runs == 1 and presets["mc_vs_td"].section == "7.4.5"
+    assert presets["decoding_strategies"].missing == ["task.module.weights_from"]
+    assert section_of("x", "x — no chapter here", {"section": "4.5.2"}) == "4.5.2"
+
+
+def _record(run_dir: Path, preset: str, overrides: list[str], metrics: dict, debug: str | None = None, **extra):
+    run_dir.mkdir(parents=True)
+    choices = {"experiment": preset, "trainer": "cpu", "task": "t", "model": "m", **({"debug": debug} if debug else {})}
+    record = {"status": "ok", "task": "t", "choices": choices, "overrides": [*overrides, f"experiment={preset}"],
+              "seed": 0, "metrics": metrics, "started": "2026-11-30T10:00:00", "finished": "2026-11-30T10:00:05",
+              "timings": {"total_s": 5.0}, "versions": {"python": "3.11", "torch": "2.14.1"}, "host": "h", **extra}
+    (run_dir / "results.json").write_text(json.dumps(record))
+
+
+def _fake_runs(root: Path) -> None:
+    _record(root / "momentum/0", "momentum", ["optimizer=sgd"], {}, reached_global_minimum=0.0)
+    _record(root / "momentum/1", "momentum", ["optimizer=momentum"], {}, reached_global_minimum=1.0)
+    for i, (batch, seed, acc) in enumerate([(64, 0, 0.97), (64, 1, 0.971), (256, 0, 0.965), (256, 1, 0.966),
+                                            (6000, 0, 0.90), (6000, 1, 0.91)]):
+        _record(root / f"bsg/{i}", "batch_size_gap", [f"task.data.batch_size={batch}", f"seed={seed}"],
+                {"test/acc": acc, "train/acc": acc + 0.01})
+    _record(root / "smoke/0", "pooling", ["model.pooling=true"], {"test/acc": 0.5}, debug="smoke")
+    _record(root / "other/0", "nope", [], {})   # a run of no preset leedl knows: left out
+    (root / "broken").mkdir()
+    (root / "broken/results.json").write_text("[1, 2]")
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids, self.links, self.images, self.scripts = set(), [], [], 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "a" and "href" in attrs:
+            self.links.append(attrs["href"])
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        if tag == "script":
+            self.scripts += 1
+            assert "src" not in attrs, "the page must not need another file"
+
+
+def _md_anchors(text: str) -> set[str]:
+    return set(re.findall(r'<a id="([^"]+)"></a>', text))
+
+
+def test_book_report_writes_pages_whose_images_and_links_resolve(tmp_path, capsys):
+    runs, out = tmp_path / "runs", tmp_path / "docs"
+    _fake_runs(runs)
+    assert book_main(["report", str(runs), "--out", str(out)]) == 0
+    pages = {p.name: p.read_text() for p in out.glob("*.md")}
+    assert sorted(pages) == ["chapter-1.md", "chapter-2.md", "chapter-3.md", "chapter-4.md", "chapter-5.md",
+                             "chapter-6.md", "chapter-7.md", "index.md"]
+    claims = json.loads((out / "claims.json").read_text())
+    by = {(c["preset"], c["claim"][:20]): c for c in claims["claims"]}
+    momentum = [c for c in claims["claims"] if c["preset"] == "momentum"]
+    assert [c["verdict"] for c in momentum] == ["holds", "holds"]
+    gap = [c for c in claims["claims"] if c["preset"] == "batch_size_gap"]
+    assert [c["verdict"] for c in gap] == ["holds", "holds", "does not hold", "does not hold"]
+    assert gap[2]["measured"] == "0.9655 ± 0.0007 (n=2)"
+    assert by[("pooling", next(c["claim"] for c in claims["claims"] if c["preset"] == "pooling")[:20])]["verdict"] \
+        in ("not measured", None)   # its only run is a smoke run: not a measurement
+    n_checked = sum(c["verdict"] is not None for c in claims["claims"])
+    assert claims["summary"].startswith(f"4 of {n_checked} claims hold")
+    assert f"**4 of {n_checked} claims hold" in pages["index.md"]
+    assert "[pooling](chapter-2.md#preset-pooling)" in pages["index.md"]          # listed as not measured
+    assert "**Not measured yet.** `leedl book run --preset pooling`" in pages["chapter-2.md"]
+    assert "2 of 2 claims hold." in pages["chapter-1.md"] and "on CPU (trainer=cpu" in pages["chapter-1.md"]
+    # every Markdown link and image resolves: files exist, anchors exist in their page
+    for name, text in pages.items():
+        for target in re.findall(r"\]\(([^)]+)\)", text):
+            path, _, anchor = target.partition("#")
+            page = out / path if path else out / name
+            assert page.is_file(), f"{name}: {target}"
+            if anchor:
+                assert anchor in _md_anchors(page.read_text()), f"{name}: {target}"
+            if page.suffix == ".png":
+                assert page.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((out / "plots/momentum").glob("*.png")) and list((out / "plots/batch_size_gap").glob("*.png"))
+    # the HTML page: self-contained, every image a PNG data URI, every link an anchor of the page
+    page = _Page()
+    html = (out / "book.html").read_text()
+    page.feed(html)
+    assert page.images and len(page.images) == html.count("<img ")
+    for src in page.images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.partition(",")[2])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert page.links and all(link.startswith("#") and link[1:] in page.ids for link in page.links)
+    assert {f"chapter-{n}" for n in range(1, 8)} | {f"preset-{n}" for n in PRESETS} <= page.ids
+    assert page.scripts == 1 and 'data-verdict="holds"' in html and 'data-verdict="fails"' in html
+    assert "http" not in html.replace("http-equiv", "")
+
+
+def test_book_report_smoke_budget_and_records_grouping(tmp_path):
+    runs = tmp_path / "runs"
+    _fake_runs(runs)
+    measured = by_preset(load([runs]))
+    assert set(measured) == {("momentum", "full"), ("batch_size_gap", "full"), ("pooling", "smoke"), ("nope", "full")}
+    _record(runs / "bsg/again", "batch_size_gap", ["task.data.batch_size=64", "seed=0"], {"test/acc": 0.5},
+            started="2026-12-01T10:00:00", finished="2026-12-01T10:00:05")   # the same job, measured again
+    again = by_preset(load([runs]))[("batch_size_gap", "full")]
+    assert len(again.runs) == 6 and 0.5 in [r["metrics"]["test/acc"] for r in again.runs]
+    out = tmp_path / "smoke_docs"
+    assert book_main(["report", str(runs), "--out", str(out), "--budget", "smoke", "--no-plots"]) == 0
+    chapter2 = (out / "chapter-2.md").read_text()
+    assert "at the smoke budget (not a measurement)" in chapter2
+    assert "checks of the code path" in (out / "index.md").read_text()
+
+
+def test_book_run_skips_what_it_cannot_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEEDL_DATA_DIR", str(tmp_path / "no-data"))
+    presets = read_presets(names=["batch_size_gap", "decoding_strategies"])
+    lines: list[str] = []
+    state = run_book(presets, Options(out=tmp_path / "book", budget="smoke"), lines.append)
+    assert state["batch_size_gap"]["status"] == "skipped" and "data absent (mnist" in state["batch_size_gap"]["why"]
+    assert "needs task.module.weights_from=..." in state["decoding_strategies"]["why"]
+    assert lines[0].startswith("leedl book run: 0 of 2 presets to run")
+    assert json.loads((tmp_path / "book/book.json").read_text()) == state
+
+
+def test_book_refuses_bad_arguments(capsys):
+    assert book_main(["frobnicate"]) == 2
+    assert book_main(["plan", "--preset", "no_such_preset"]) == 2
+    assert "no such preset" in capsys.readouterr().err
+    assert book_main(["plan", "--chapter", "9"]) == 2
+    assert book_main(["report", "/nonexistent/runs"]) == 2
+    assert book_main(["run", "--jobs", "0"]) == 2
+
+
+@pytest.mark.slow
+def test_book_run_smoke_of_one_preset_is_resumable(tmp_path):
+    env = {**os.environ, "WANDB_MODE": "offline", "LEEDL_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "leedl_cli.cli", "book", "run", "--budget", "smoke", "--preset", "momentum",
+               "--dir", str(tmp_path / "book"), "--threads", "1"]
+    first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert first.returncode == 0, first.stderr
+    assert "[1/1] momentum: ok — 2 of 2 runs ok" in first.stdout and "ETA" in first.stdout
+    state = json.loads((tmp_path / "book/book.json").read_text())
+    assert state["momentum"]["status"] == "ok" and state["momentum"]["runs_ok"] == 2
+    records = [json.loads(p.read_text()) for p in (tmp_path / "book/momentum").glob("*/results.json")]
+    assert len(records) == 2
+    assert all(r["choices"]["experiment"] == "momentum" and r["choices"]["debug"] == "smoke" for r in records)
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0 and "[1/1] momentum: done" in again.stdout
+    assert len(list((tmp_path / "book").glob("momentum*"))) == 1
