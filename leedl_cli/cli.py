@@ -19,6 +19,8 @@ usage:
   leedl list [GROUP]                what each config group offers ({groups})
   leedl data [list|check] [--verify]  where each data set is looked for, whether it is there (and intact)
   leedl translate RUN [SENTENCE ...]   translate with a task=translation run (beam 5; --decode, --beam-size, ...)
+  leedl book plan|run|report        the whole book: what each preset measures and costs, run what is not
+                                    measured yet, the results as pages (docs/results/); leedl book --help
 
 Outputs go to outputs/runs/<date>/<time>_<id> (single runs) and outputs/multirun/<date>/<time>_<id>/<job>.
 Set LEEDL_DATA_DIR to the folder that holds your data sets; LEEDL_OFFLINE=1 forbids downloads.
@@ -237,7 +239,14 @@ def cmd_report(args: list[str]) -> int:
     return report_main(args)
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "data": cmd_data, "translate": cmd_translate}
+def cmd_book(args: list[str]) -> int:
+    from leedl_cli.book import book_main
+
+    return book_main(args)
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "data": cmd_data, "translate": cmd_translate,
+            "book": cmd_book}
 
 
 def main(argv: list[str] | None = None) -> int:
