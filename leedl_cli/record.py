@@ -160,7 +160,9 @@ class RunRecord:
         entry = {"at": _now(self.started), "checkpoint": self.resume["ckpt"], "from_epoch": self.resume.get("epoch"),
                  "from_step": self.resume.get("global_step"), "previous_status": old.get("status")}
         if old.get("overrides") and self.overrides:
-            extra = [o for o in self.overrides if o not in old["overrides"] and not o.startswith(("resume=", "hydra."))]
+            from leedl_cli.resume import LENGTH_KEYS
+
+            extra = [o for o in self.overrides if o not in old["overrides"] and o.lstrip("+").partition("=")[0] in LENGTH_KEYS]
             if extra:   # only lengths (leedl_cli.resume.LENGTH_KEYS): the run and its record say the new ones
                 entry["resumed_with"] = extra
                 self.results["resumed_with"] = list(old.get("resumed_with") or []) + extra

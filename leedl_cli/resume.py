@@ -72,8 +72,10 @@ def resume_overrides(run_dir: Path, extra: list[str]) -> list[str]:
                          f"Start a new run without resume=.")
     if old.get("skipped"):
         raise LeedlError(f"resume={run_dir}: that job was skipped (done in {old.get('done_in')}); nothing to resume.")
+    before = {override_key(o): split_override(o)[1] for o in old.get("overrides", [])}
     changed = sorted({override_key(o) for o in extra if is_part_of_the_job(override_key(o))
-                      and override_key(o) not in LENGTH_KEYS and override_key(o) not in ("resume", "seed")})
+                      and override_key(o) not in (*LENGTH_KEYS, "resume")
+                      and before.get(override_key(o)) != split_override(o)[1]})
     if changed:
         raise LeedlError(f"resume={run_dir}: {', '.join(changed)} would change what the run computes; a resumed run "
                          f"takes only {', '.join(LENGTH_KEYS)}. Start a new run for other values.")
