@@ -5,7 +5,7 @@ book's number or statement, the measured mean ± std with n, the verdict of leed
 report package's plot functions), the command, and when and on what it ran. Written to OUT (docs/results/ by
 default): index.md, chapter-N.md, plots/<preset>/*.png, claims.json and book.html (one self-contained page).
 Only measurements count (`--budget smoke` reports debug=smoke runs instead, to check the code path).
-Imports no torch.
+Imports no torch itself (a plot plugin a preset names may).
 """
 from __future__ import annotations
 
@@ -152,7 +152,7 @@ def chapter_claims(entries: list[Entry]) -> list[dict]:
 def chapter_page(chapter: int, entries: list[Entry], page_dir: Path) -> str:
     claims = chapter_claims(entries)
     lines = [f"# Chapter {chapter}: {CHAPTERS[chapter]}", "",
-             f"[All chapters](index.md) · [one page with every plot](book.html)", "",
+             "[All chapters](index.md) · [one page with every plot](book.html)", "",
              f"**{summary_line(claims)}** over {len(entries)} presets.", ""]
     lines += ["| section | preset | claims | state |", "| --- | --- | --- | --- |"]
     for e in entries:
