@@ -110,12 +110,15 @@ def _mlp(sizes: list[int], batch_norm: bool, dropout: float) -> nn.Sequential:
 
 class DANN(nn.Module):
     """G_f (features), G_y (label predictor: two hidden layers), G_d (domain classifier behind a gradient
-    reversal layer; one logit, "is this image from the target domain")."""
+    reversal layer; one logit, "is this image from the target domain"). With `rotation_head`, also G_r: which of
+    0/90/180/270 degrees an image was rotated by (the self-supervised task of test-time training, Sun et al. 2020),
+    on the same features, as large as G_y."""
 
     def __init__(self, in_channels: Provided[int], num_classes: Provided[int], image_size: Provided[int],
                  feature_extractor: str = "mnist", label_hidden: list[int] = (100, 100),
                  domain_hidden: list[int] = (100,), batch_norm: bool = False,
-                 dropout: Annotated[float, Probability] = 0.0, domain_batch_norm: bool = False) -> None:
+                 dropout: Annotated[float, Probability] = 0.0, domain_batch_norm: bool = False,
+                 rotation_head: bool = False) -> None:
         super().__init__()
         cls = FEATURE_EXTRACTORS.get(feature_extractor) or get_class(feature_extractor)
         self.features = cls(in_channels=in_channels, image_size=image_size, batch_norm=batch_norm, dropout=dropout)
@@ -132,6 +135,7 @@ class DANN(nn.Module):
         self.label_predictor = _mlp([dim, *label_hidden, num_classes], batch_norm, dropout)
         self.grl = GradientReversal()
         self.domain_classifier = _mlp([dim, *domain_hidden, 1], batch_norm, 0.0)
+        self.rotation_predictor = _mlp([dim, *label_hidden, 4], batch_norm, dropout) if rotation_head else None
 
     @classmethod
     def config_problems(cls, options: dict) -> list[str]:
