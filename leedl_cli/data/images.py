@@ -29,7 +29,7 @@ import torch
 from leedl_cli.contract import AtLeastOne, NonNegative, OpenProbability, offered
 from leedl_cli.data.augment import AugmentedLoader, parse_augment, transform_images
 from leedl_cli.data.memory import InMemoryLoader
-from leedl_cli.errors import DataNotFoundError, LeedlError
+from leedl_cli.errors import CorruptDataError, LeedlError
 from leedl_cli.paths import data_path, downloads_allowed, require_files
 
 log = logging.getLogger(__name__)
@@ -206,10 +206,6 @@ MNIST_FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 IDX_TYPES = {0x08: np.uint8}   # the only element type these data sets use (unsigned bytes)
-
-
-class CorruptDataError(DataNotFoundError):
-    """A data file is there but truncated or not in the format it should be."""
 
 
 def read_idx(path: Path) -> np.ndarray:
