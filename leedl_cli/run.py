@@ -49,7 +49,8 @@ def build_model(cfg: DictConfig, spec):
     model_target = hydra.utils.get_object(model_cfg._target_)
     task_target = hydra.utils.get_object(cfg.task.module._target_)
     model_kwargs, _ = wire(spec, model_target, task_target)
-    return hydra.utils.instantiate(model_cfg, **model_kwargs)
+    # the provided values are passed as they are (instantiate's own kwargs would become DictConfig/ListConfig)
+    return hydra.utils.instantiate(model_cfg, _partial_=True)(**model_kwargs)
 
 
 def build_module(cfg: DictConfig, model, spec, run_dir: Path):
@@ -60,8 +61,8 @@ def build_module(cfg: DictConfig, model, spec, run_dir: Path):
     module_cfg = OmegaConf.create(OmegaConf.to_container(cfg.task.module, resolve=True))
     optimizer = hydra.utils.instantiate(cfg.optimizer) if cfg.get("optimizer") else None
     _, task_kwargs = wire(spec, type(model), hydra.utils.get_object(module_cfg._target_))
-    return hydra.utils.instantiate(module_cfg, _recursive_=False, model=model, optimizer=optimizer,
-                                   scheduler=cfg.get("scheduler"), run_dir=run_dir, **task_kwargs)
+    build = hydra.utils.instantiate(module_cfg, _recursive_=False, _partial_=True)
+    return build(model=model, optimizer=optimizer, scheduler=cfg.get("scheduler"), run_dir=run_dir, **task_kwargs)
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path, wandb_id: str | None = None, overrides: list[str] | None = None,

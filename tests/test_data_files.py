@@ -70,3 +70,13 @@ def test_the_loaders_name_their_damaged_files(tmp_path):
     squad.write_text('{"data": [')
     with pytest.raises(CorruptDataError, match="not valid JSON"):
         read_squad(squad)
+
+
+def test_an_unknown_upos_tag_is_a_data_error_naming_the_file_and_line(tmp_path):
+    from leedl_cli.data.ud import read_conllu
+
+    conllu = tmp_path / "en_ewt-ud-train.conllu"
+    conllu.write_text("# sent_id = a\n1\tThe\tthe\tDET\t_\t_\t2\tdet\t_\t_\n2\tcat\tcat\tNOUN\t_\t_\t0\troot\t_\t_\n\n"
+                      "# sent_id = b\n1\tRun\trun\tVERBB\t_\t_\t0\troot\t_\t_\n\n")
+    with pytest.raises(CorruptDataError, match=r"en_ewt-ud-train.conllu, line 6: unknown UPOS tag 'VERBB'"):
+        read_conllu(conllu)

@@ -36,7 +36,7 @@ from leedl_cli.data.tokenized import (
     WordFeatureSizes,
 )
 from leedl_cli.data.tokenizers import Vocabulary, load_pretrained_tokenizer
-from leedl_cli.errors import LeedlError
+from leedl_cli.errors import CorruptDataError, LeedlError
 from leedl_cli.paths import data_path, require_files
 
 log = logging.getLogger(__name__)
@@ -75,8 +75,9 @@ def _open(path: Path):
 def read_conllu(path: str | Path) -> list[dict]:
     """Sentences of a CoNLL-U file: {"words": [...], "upos": [...], "sent_id": str or None}."""
     sentences, words, tags, sent_id = [], [], [], None
+    known = set(UPOS)
     with _open(Path(path)) as f:
-        for raw in f:
+        for number, raw in enumerate(f, start=1):
             line = raw.rstrip("\n")
             if not line:
                 if words:
@@ -88,8 +89,12 @@ def read_conllu(path: str | Path) -> list[dict]:
             else:
                 cols = line.split("\t")
                 if len(cols) != 10:
-                    raise LeedlError(f"{path}: not CoNLL-U (a token line needs 10 tab-separated columns): {line[:80]!r}")
+                    raise CorruptDataError(f"{path}, line {number}: not CoNLL-U (a token line needs 10 tab-separated "
+                                           f"columns): {line[:80]!r}")
                 if cols[0].isdigit():
+                    if cols[3] not in known:
+                        raise CorruptDataError(f"{path}, line {number}: unknown UPOS tag {cols[3]!r} (the 17 tags: "
+                                               f"{', '.join(UPOS)})")
                     words.append(cols[1])
                     tags.append(cols[3])
     if words:
