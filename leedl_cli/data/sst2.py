@@ -16,17 +16,16 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal
+from typing import Annotated, Any, Callable
 
 from leedl_cli.contract import AtLeastOne, offered
 from leedl_cli.data.files import data_reader
 from leedl_cli.data.tokenized import SPLIT_SEED, TokenizedDataModule, WordFeatureSizes
-from leedl_cli.data.tokenizers import KINDS, Vocabulary, load_pretrained_tokenizer
+from leedl_cli.data.tokenizers import VocabKind, Vocabulary, load_pretrained_tokenizer
 from leedl_cli.paths import data_path, require_files
 
 log = logging.getLogger(__name__)
 LABELS = ("negative", "positive")
-VocabKind = Literal[KINDS]     # the vocabulary kinds of data/tokenizers.py
 
 
 @data_reader('GLUE SST-2', 'GLUE benchmark, HF datasets glue/sst2')

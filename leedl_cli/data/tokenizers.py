@@ -22,7 +22,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Literal, get_args
 
 from leedl_cli.atomic import write_text_atomic
 from leedl_cli.backbones import resolve_backbone
@@ -30,7 +30,8 @@ from leedl_cli.errors import LeedlError
 
 log = logging.getLogger(__name__)
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[BOS]", "[EOS]"]
-KINDS = ("word", "wordpiece", "bpe", "unigram")
+VocabKind = Literal["word", "wordpiece", "bpe", "unigram"]
+KINDS: tuple[str, ...] = get_args(VocabKind)
 PRE_TOKENIZERS = ("bert", "metaspace", "metaspace_cjk")
 # CJK ideographs, radicals, kana, CJK punctuation and full-width forms: one piece each under metaspace_cjk
 CJK_CHARACTER = "[\u2e80-\u2fff\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]"
