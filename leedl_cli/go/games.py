@@ -105,7 +105,7 @@ def play_games(a: Logits, b: Logits, n_games: int, features: FeatureSet, max_mov
         can = ~done & sensible.any(1)
         since = np.where(stones > 0, ply + 1 - played_at, 0)
         a_moves = a_black if colour == 1 else ~a_black
-        for policy, whose in ((a, a_moves), (b, ~a_moves)):
+        for is_a, policy, whose in ((True, a, a_moves), (False, b, ~a_moves)):
             rows = np.flatnonzero(can & whose)
             if len(rows) == 0:
                 continue
@@ -116,7 +116,7 @@ def play_games(a: Logits, b: Logits, n_games: int, features: FeatureSet, max_mov
             mask = torch.from_numpy(sensible[rows])
             picked = choose(policy, x, mask, generator)
             chosen[rows] = picked.numpy()
-            if keep_a and policy is a:
+            if keep_a and is_a:
                 for key, value in zip(("stones", "libs", "since", "sensible", "action"), (*t, mask, picked)):
                     kept[key].append(value)
                 if pack is not None:

@@ -165,22 +165,29 @@ class GoSelfPlay(LeedlTask):
         logits = self.model(x).float().masked_fill(~p["sensible"][rows].to(self.device), MASKED)
         return -F.cross_entropy(logits, p["action"][rows].to(self.device), reduction="none")
 
-    def training_step(self, games: Games, batch_idx: int) -> torch.Tensor:
-        play_s = time.perf_counter() - self._play_started
-        self.model.train()
+    def policy_gradient(self, games: Games, backward: Callable[[torch.Tensor], None]) -> tuple[float, int]:
+        """The gradient of L = mean_t A_t e_t over the learner's moves, by `backward` on `chunk`-sized pieces;
+        (L, the number of moves)."""
         A = self.advantages(games)
         p = games.positions
         M = len(p.get("action", ()))
-        opt = self.optimizers()
-        opt.zero_grad()
-        loss_value = 0.0
+        total = 0.0
         if M:
             A_t = A[p["game"]].to(self.device)
             for start in range(0, M, self.chunk):
                 rows = slice(start, min(M, start + self.chunk))
-                loss = -(A_t[rows] * self.log_probs(games, rows)).sum() / M     # mean_t A_t e_t, in pieces
-                self.manual_backward(loss)
-                loss_value += float(loss.detach())
+                loss = -(A_t[rows] * self.log_probs(games, rows)).sum() / M
+                backward(loss)
+                total += float(loss.detach())
+        return total, M
+
+    def training_step(self, games: Games, batch_idx: int) -> torch.Tensor:
+        play_s = time.perf_counter() - self._play_started
+        self.model.train()
+        opt = self.optimizers()
+        opt.zero_grad()
+        loss_value, M = self.policy_gradient(games, self.manual_backward)
+        if M:
             if self.max_grad_norm:
                 self.clip_gradients(opt, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
             opt.step()
