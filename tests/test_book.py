@@ -16,7 +16,7 @@ import pytest
 from leedl_cli.book.cli import book_main
 from leedl_cli.book.presets import read_presets, section_of
 from leedl_cli.book.records import by_preset, load
-from leedl_cli.book.run import Options, run_book
+from leedl_cli.book.run import Options, command, run_book
 from leedl_cli.paths import conf_dir
 
 PRESETS = sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
@@ -166,6 +166,20 @@ def test_book_run_skips_what_it_cannot_run(tmp_path, monkeypatch):
     assert "needs task.module.weights_from=..." in state["decoding_strategies"]["why"]
     assert lines[0].startswith("leedl book run: 0 of 2 presets to run")
     assert json.loads((tmp_path / "book/book.json").read_text()) == state
+
+
+def test_book_run_command_lines(tmp_path):
+    presets = {p.name: p for p in read_presets(names=["hpo_digits", "batch_size_gap", "mc_vs_td"])}
+    smoke = Options(out=tmp_path, budget="smoke", jobs=2, threads=1, extra=["trainer.max_epochs=1"])
+    hpo = command(presets["hpo_digits"], tmp_path / "hpo_digits", False, smoke, {})
+    assert hpo[3:5] == ["run", "-m"]   # hpo_digits leaves hydra.mode to the command line
+    assert "hydra.sweeper.n_trials=2" in hpo and "debug=smoke" in hpo and "seed=0" not in hpo
+    gap = command(presets["batch_size_gap"], tmp_path / "gap", True, smoke, {})
+    assert {"seed=0", "skip_done=true", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "threads=1",
+            f"hydra.sweep.dir={tmp_path / 'gap'}"} <= set(gap) and gap[-1] == "trainer.max_epochs=1"
+    single = command(presets["mc_vs_td"], tmp_path / "mc", False, Options(out=tmp_path), {"model.x": "/a/b"})
+    assert "-m" not in single[3:] and f"hydra.run.dir={tmp_path / 'mc'}" in single and "model.x=/a/b" in single
+    assert not any(a.startswith(("debug=", "hydra/launcher")) for a in single)
 
 
 def test_book_refuses_bad_arguments(capsys):

@@ -67,7 +67,8 @@ def command(preset: Preset, where: Path, continuing: bool, opts: Options, reads:
     args = [sys.executable, "-m", "leedl_cli.cli", "run", f"experiment={preset.name}", f"output_root={opts.out}"]
     if opts.threads:
         args.append(f"threads={opts.threads}")
-    if preset.multirun:
+    if preset.multirun:   # -m: some presets (hpo_digits) leave hydra.mode to the command line
+        args[4:4] = ["-m"]
         args.append(f"hydra.sweep.dir={where}")
         if continuing:
             args.append("skip_done=true")
