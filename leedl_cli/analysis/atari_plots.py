@@ -14,11 +14,9 @@ from leedl_cli.atomic import replace_atomically, write_bytes_atomic
 
 
 def plot_run_return_vs_frames(episodes: Sequence[tuple[int, float]], path: Path, random_return: float | None = None,
-                              window: int = 20, title: str = "") -> Path | None:
+                              window: int = 20, title: str = "") -> Path:
     """The return of every training episode (x: env frames when it ended), its moving average over `window`
-    episodes, and a random policy's mean full-game return as a line when given. None when no episode ended."""
-    if not episodes:
-        return None
+    episodes, and a random policy's mean full-game return as a line when given."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,8 +25,11 @@ def plot_run_return_vs_frames(episodes: Sequence[tuple[int, float]], path: Path,
     x = np.asarray([f for f, _ in episodes], dtype=float)
     y = np.asarray([r for _, r in episodes], dtype=float)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(x, y, ".", ms=2, alpha=0.3, label="training episode (one life)")
-    ax.plot(x, smooth(y, window), label=f"moving average of {window}")
+    if len(x):
+        ax.plot(x, y, ".", ms=2, alpha=0.3, label="training episode (one life)")
+        ax.plot(x, smooth(y, window), label=f"moving average of {window}")
+    else:
+        ax.text(0.5, 0.5, "no training episode ended", transform=ax.transAxes, ha="center")
     if random_return is not None:
         ax.axhline(random_return, color="grey", ls="--", label=f"random policy, full game ({random_return:.0f})")
     ax.set_xlabel("environment frames (env steps x frame skip)")

@@ -6,7 +6,7 @@ On top of the policy-gradient task it measures:
 - the learning curve against the emulator frames played (env frames = env steps x frame skip): the metrics
   `train/env_frames` and `train/fps` (frames per second of training), plots/return_vs_frames.png;
 - at test: the mean return of `eval_episodes` full games (all lives), and beside it a uniformly random policy's
-  mean return over the same episode seeds (`test/random_return_mean`);
+  mean return over the same episode seeds (`test/random_return_mean`) and their ratio (`test/return_vs_random`);
 - one episode of the final policy, greedy (argmax_a pi(a|s)), as plots/greedy_episode.gif: every
   `gif_every`-th step's RGB screen, at most `gif_max_frames` of them.
 """
@@ -67,6 +67,9 @@ class AtariPolicyGradient(PolicyGradient):
             self.log("test/random_return_mean", random_mean, batch_size=1)
             self.log("test/random_return_std", float(np.std(rets)), batch_size=1)
             self.results.update(random_eval_returns=rets)
+            if random_mean > 0:   # the policy's mean return in units of the random policy's
+                self.log("test/return_vs_random", float(np.mean(self.results["eval_returns"])) / random_mean,
+                         batch_size=1)
             log.info("random policy over the same %d episodes: return %.1f ± %.1f", len(rets), random_mean,
                      np.std(rets))
         if self.run_dir is None:

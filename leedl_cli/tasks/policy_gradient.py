@@ -78,10 +78,14 @@ class PolicyGradient(LeedlTask):
                  max_episode_steps: Annotated[int, AtLeastOne] = 100_000,
                  max_env_steps: Annotated[int, AtLeastOne] | None = None,
                  ppo_epochs: Annotated[int, AtLeastOne] = 4, ppo_minibatches: Annotated[int, AtLeastOne] = 4,
-                 ppo_clip: Annotated[float, Positive] = 0.2) -> None:
+                 ppo_clip: Annotated[float, Positive] = 0.2,
+                 ppo_forward_chunk: Annotated[int, AtLeastOne] | None = None,
+                 ppo_next_values_from_rows: bool = False) -> None:
         """`max_grad_norm`: 0 or null = no gradient clipping; `target_return`: stop once `eval_episodes` check
         episodes (seeds eval_seed + 100000 ..) average this much, tried every `check_every` updates once the
-        recent training episodes reach `check_from` x target; `max_env_steps`: the env-step budget."""
+        recent training episodes reach `check_from` x target; `max_env_steps`: the env-step budget;
+        `ppo_forward_chunk`, `ppo_next_values_from_rows`: how PPO computes pi_old, V_old and V(s_t+1) over a
+        rollout (the same values: chunks of rows, V(s_t+1) read from the next row), for CNNs on pixels."""
         super().__init__(model, optimizer, scheduler, run_dir=run_dir)
         self.automatic_optimization = False
         self.start_rollouts, self.make_envs = start_rollouts, make_envs
@@ -89,7 +93,7 @@ class PolicyGradient(LeedlTask):
         self.algorithm = ALGORITHMS[version](Settings(
             gamma=gamma, critic=critic, gae_lambda=gae_lambda, normalize_advantage=normalize_advantage,
             baseline_momentum=baseline_momentum, ppo_epochs=ppo_epochs, ppo_minibatches=ppo_minibatches,
-            ppo_clip=ppo_clip))
+            ppo_clip=ppo_clip, forward_chunk=ppo_forward_chunk, next_values_from_rows=ppo_next_values_from_rows))
         self.n_steps, self.max_episode_steps, self.max_env_steps = n_steps, max_episode_steps, max_env_steps
         self.entropy_coef, self.value_coef, self.max_grad_norm = entropy_coef, value_coef, max_grad_norm
         self.eval_episodes, self.eval_seed, self.eval_greedy = eval_episodes, eval_seed, eval_greedy

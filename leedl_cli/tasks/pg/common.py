@@ -23,6 +23,8 @@ class Settings:
     ppo_epochs: int = 4                  # PPO: passes over each rollout
     ppo_minibatches: int = 4             # PPO: updates per pass
     ppo_clip: float = 0.2                # PPO: the importance ratio is clipped to [1 - clip, 1 + clip]
+    forward_chunk: int | None = None     # PPO: pi_old, V_old over a rollout this many rows at a time (None: at once)
+    next_values_from_rows: bool = False  # PPO: V(s_t+1) is row t+1's V(s); the critic runs only where s_t+1 is not
 
 
 class Losses(NamedTuple):
