@@ -61,7 +61,6 @@ def test_area_score_matches_sgfmill_on_played_positions():
 def test_legal_moves_follow_go_boards_rules_and_ko():
     from leedl_cli.data import go_board
     from leedl_cli.go.boards import groups, legal_moves, play
-
     from leedl_cli.go.games import play_games
 
     torch.manual_seed(7)                      # random games with kos in their first 260 plies
