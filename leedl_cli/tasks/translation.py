@@ -296,23 +296,11 @@ class Translation(LeedlTask):
         if not self.bleu_curve:
             return
         self.results["val_bleu_curve"] = list(self.bleu_curve)
+        self.results["best_val_bleu"] = max(c["val_bleu"] for c in self.bleu_curve)
         if self.run_dir is not None and self.trainer.is_global_zero:
             self.results["bleu_plot"] = str(plot_bleu_curve(self.bleu_curve, self.plots_dir() / "bleu_vs_time.png"))
 
     # ---- test --------------------------------------------------------------------------------
-    def on_test_start(self) -> None:
-        """Test the best-validation-BLEU weights (run.py calls trainer.test on the module as it is)."""
-        best, score = "", None
-        for cb in getattr(self.trainer, "checkpoint_callbacks", []):
-            if getattr(cb, "monitor", None) == "val/bleu" and cb.best_model_path:
-                best, score = cb.best_model_path, cb.best_model_score
-        if best and Path(best).is_file():
-            load_model_weights(self.model, Path(best))
-            self.results["tested_checkpoint"] = best
-            self.results["best_val_bleu"] = float(score) if score is not None else None
-        else:
-            self.results["tested_checkpoint"] = self._loaded_from or "the weights at the end of training"
-
     def on_test_epoch_end(self) -> None:
         store = self._finish("test")
         if store is None or "hyps_text" not in store:
