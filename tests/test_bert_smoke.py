@@ -67,7 +67,7 @@ def data_dir_for(source: str, tmp_path, dataset: str) -> list[str]:
     return [f"data_dir={folder}"]
 
 
-SOURCES = ["written", "mirror"]
+SOURCES = ["written", pytest.param("mirror", marks=pytest.mark.slow)]   # the mirror: make test-full
 
 
 @pytest.mark.parametrize("source", SOURCES)

@@ -102,6 +102,7 @@ def test_masked_positions_only_head_gives_the_full_models_loss():
     assert fast.item() == pytest.approx(full.item(), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_own_pretrained_small_bert_is_a_backbone_for_sentiment_and_nli(run_leedl, tmp_path):
     from test_nli import write_snli
 

@@ -67,6 +67,7 @@ def test_lr_too_small_stalls():
     assert out["flat_fraction_covered"] == pytest.approx(moved_w / 10.0) and out["flat_fraction_covered"] < 0.01
 
 
+@pytest.mark.slow
 def test_adagrad_reaches_minimum_then_decay_without_bursts(run_leedl):
     """Figs 1.28/1.30: book AdaGrad (lr 0.3) gets within 1e-3 and then bursts; with eta/sqrt(1+t) decay no burst."""
     plain = run_leedl(["task=error_surface", "optimizer=adagrad_mean", "optimizer.lr=0.3", "task.module.updates=20000",

@@ -42,6 +42,7 @@ def test_unknown_group_and_command_are_clear_errors():
     assert out.returncode == 2 and "valid commands" in out.stderr
 
 
+@pytest.mark.slow
 def test_unknown_option_lists_the_valid_ones(tmp_path):
     out = leedl("run", "optimizer=adamm", f"output_root={tmp_path}")
     assert out.returncode != 0
@@ -51,6 +52,7 @@ def test_unknown_option_lists_the_valid_ones(tmp_path):
     assert not list(tmp_path.rglob("results.json")), "nothing was run"
 
 
+@pytest.mark.slow
 def test_missing_data_fails_with_a_short_message(tmp_path):
     out = leedl("run", "task=mnist", "debug=smoke", f"data_dir={tmp_path}/none", "task.data.download=false",
                 f"output_root={tmp_path}/out")
@@ -61,6 +63,7 @@ def test_missing_data_fails_with_a_short_message(tmp_path):
     assert json.loads(result.read_text())["status"] == "failed"
 
 
+@pytest.mark.slow
 def test_multirun_then_report(tmp_path):
     out = leedl("run", "-m", "debug=smoke", "model=mlp,cnn", "seed=0,1", f"output_root={tmp_path}")
     assert out.returncode == 0, out.stderr[-2000:]

@@ -25,6 +25,7 @@ def test_report_groups_are_jobs_without_the_seed(x, y):
     assert (job_key(x) == job_key(y)) <= same_group   # the same job is always in the same group
 
 
+@pytest.mark.slow
 def test_wandb_runs_carry_the_sweep_as_group_and_the_job_as_job_type(compose_cfg, tmp_path, monkeypatch):
     from omegaconf import open_dict
 

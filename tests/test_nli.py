@@ -90,7 +90,7 @@ def test_validation_slice_holds_whole_premises_and_is_deterministic():
     assert held_out_by_premise(pairs, 30, seed=1)[1] != val
 
 
-@pytest.mark.parametrize("source", ["written", "mirror"])
+@pytest.mark.parametrize("source", ["written", pytest.param("mirror", marks=pytest.mark.slow)])
 def test_nli_smoke_predictions_rescore_to_the_reported_accuracy(run_leedl, tmp_path, source):
     from leedl_cli.tasks.sentiment import score_predictions
 
@@ -111,6 +111,7 @@ def test_nli_smoke_predictions_rescore_to_the_reported_accuracy(run_leedl, tmp_p
     assert header == ["index", "label", "prediction", "text"]
 
 
+@pytest.mark.slow
 def test_own_snli_mnli_files_train_validation_test(run_leedl, tmp_path):
     write_jsonl(tmp_path / "train.jsonl", nli_pairs(60, 0), no_gold=3)
     write_txt(tmp_path / "dev.txt", nli_pairs(15, 1))
@@ -130,6 +131,7 @@ def test_missing_snli_names_the_folder_and_the_fix(run_leedl, tmp_path):
     assert f"{tmp_path}/nowhere/snli" in res["error"] and "train_file" in res["error"]
 
 
+@pytest.mark.slow
 def test_nli_small_bert_learns_written_pairs_pinned(run_leedl, tmp_path):
     """bert_small from random init, 2 epochs on 600 written pairs (seed 0): well above the 1/3 of chance on 90 test
     pairs — measured 2/3 (negation -> contradiction is learnt first; telling entailment from neutral needs the

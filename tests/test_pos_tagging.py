@@ -95,6 +95,7 @@ def test_pos_tagging_smoke_each_model(run_leedl, tmp_path, model):
         assert len(res["attention_plots"]) == 2 and all(p.endswith(".png") for p in res["attention_plots"])
 
 
+@pytest.mark.slow
 def test_pos_tagging_smoke_on_the_mirror(run_leedl, tmp_path):
     res = run_leedl(["task=pos_tagging", "debug=smoke", "seed=0", "threads=1", *data_dir_for("mirror", tmp_path)])
     assert res["status"] == "ok", res.get("error")

@@ -87,6 +87,7 @@ def test_conforms_reads_annotations():
     assert conforms([1, 2], list[int]) and not conforms(3, list) and conforms(1, float)
 
 
+@pytest.mark.slow
 def test_cli_exits_2_with_one_line_and_leaves_no_run_directory(tmp_path):
     env = dict(os.environ, WANDB_MODE="offline")
     out = subprocess.run([sys.executable, "-m", "leedl_cli.cli", "run", "trainer.max_epochs=abc",
