@@ -14,10 +14,12 @@ IDX_NAMES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 
 
-def write_idx(path, array: np.ndarray) -> None:
+def write_idx(path, array: np.ndarray, compresslevel: int = 9) -> None:
+    """An IDX file (MNIST's format), gzipped: magic 0 0 8 ndim, the dims big-endian, then uint8 data. The one IDX
+    writer of the tests (MNIST, Fashion-MNIST, the MNIST side of MNIST-M)."""
     array = np.asarray(array, np.uint8)
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
-    with gzip.open(path, "wb") as f:
+    with gzip.open(path, "wb", compresslevel=compresslevel) as f:
         f.write(header + array.tobytes())
 
 

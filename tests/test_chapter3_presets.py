@@ -38,7 +38,6 @@ def test_vit_patches_and_pooling():
 
 def test_vit_smoke_on_written_mnist(run_leedl, tmp_path):
     """ViT trains end to end on MNIST-format IDX files this test writes (no mirror needed)."""
-    import gzip
 
     import numpy as np
 
@@ -46,10 +45,10 @@ def test_vit_smoke_on_written_mnist(run_leedl, tmp_path):
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
 
+    from ch2_files import write_idx
+
     def idx(name, arr):
-        header = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
-        with gzip.open(folder / name, "wb") as f:
-            f.write(header + arr.astype(np.uint8).tobytes())
+        write_idx(folder / name, arr)
 
     for prefix, n in (("train", 60000), ("t10k", 200)):
         labels = rng.integers(0, 10, n)

@@ -3,17 +3,15 @@ without blank pixels."""
 from __future__ import annotations
 
 import csv
-import gzip
 
 import numpy as np
 import pytest
 
 
 def write_idx(path, array: np.ndarray) -> None:
-    """An IDX file (MNIST's format), gzipped: magic 0 0 8 ndim, the dims big-endian, then uint8 data."""
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb", compresslevel=1) as f:
-        f.write(header + array.astype(np.uint8).tobytes())
+    from ch2_files import write_idx as write
+
+    write(path, array, compresslevel=1)
 
 
 @pytest.fixture
