@@ -9,9 +9,28 @@ import pytest
 from leedl_cli.paths import conf_dir
 
 TASKS = sorted(p.stem for p in (conf_dir() / "task").glob("*.yaml"))
+# tasks whose own test file runs their debug=smoke end to end (and checks what the task writes): not repeated here
+OWN_SMOKE = {
+    "atari": "test_atari.py", "bert_squad": "test_bert_smoke.py", "cartpole": "test_rl_tasks.py",
+    "cifar10": "test_chapter2_images.py", "contextual_embeddings": "test_contextual_embeddings.py",
+    "dann": "test_dann.py", "error_surface": "test_chapter1_surfaces.py", "fashion_mnist": "test_chapter2_images.py",
+    "go_policy": "test_chapter2_go.py", "go_selfplay": "test_go_selfplay.py", "gym": "test_rl_tasks.py",
+    "lm_pretrain": "test_gpt.py", "lunar_lander": "test_rl_tasks.py", "mc_vs_td": "test_rl_tasks.py",
+    "minimum_ratio": "test_chapter1_minimum_ratio.py", "mlm_pretrain": "test_bert_smoke.py",
+    "mnist": "test_chapter2_images.py", "nli": "test_nli.py", "pos_tagging": "test_pos_tagging.py",
+    "sentiment": "test_bert_smoke.py", "sequence_speed": "test_chapter3_presets.py",
+    "translation": "test_translation.py",
+}
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", sorted(OWN_SMOKE))
+def test_a_task_with_its_own_smoke_test_has_one(task):
+    """Every task runs end to end in debug=smoke once in the fast tier: here, or in the file named above."""
+    text = (Path(__file__).parent / OWN_SMOKE[task]).read_text()
+    assert task in TASKS and task in text and "smoke" in text
+
+
+@pytest.mark.parametrize("task", [t for t in TASKS if t not in OWN_SMOKE])
 def test_every_task_runs_end_to_end_in_smoke_mode(run_leedl, task, tmp_path):
     from ch2_files import WRITERS
     from ch5_gpt_files import WRITERS as GPT_WRITERS
