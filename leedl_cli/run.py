@@ -292,12 +292,13 @@ def fit_and_test(cfg: DictConfig, record: RunRecord, stop) -> None:
             metrics.update(_float_metrics(trainer.callback_metrics))
         stop.raise_if_received(trainer.global_step)
         record.results["threads"] = torch.get_num_threads()
+        record.results["tested_weights"] = "none (no test phase)"
         if cfg.task.get("test", True) and not module.diverged:
             ckpt = best_checkpoint(callbacks) if fitted and tested == "best" else None
             if fitted and tested == "best" and ckpt is None:
                 log.warning("task.test_weights=best: no best checkpoint was written; testing the last weights")
                 tested = "last"
-            record.results["tested_weights"] = tested if fitted else "loaded"
+            record.results["tested_weights"] = tested if fitted else "loaded"   # fit: false: as built / weights_from
             record.results["tested_checkpoint"] = ckpt
             t0 = time.perf_counter()
             for out in trainer.test(module, datamodule=datamodule, verbose=False, ckpt_path=ckpt,

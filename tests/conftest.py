@@ -46,7 +46,10 @@ def run_overrides(overrides: list[str], run_dir: Path) -> dict:
     choices = dict(cfg.hydra.runtime.choices)
     with open_dict(cfg):
         del cfg["hydra"]
-    return train(cfg, run_dir, overrides=overrides, choices=choices)
+    results = train(cfg, run_dir, overrides=overrides, choices=choices)
+    if results["status"] == "ok":   # every run of every task says which weights its test used
+        assert results.get("tested_weights"), "results.json has no tested_weights"
+    return results
 
 
 @pytest.fixture

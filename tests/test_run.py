@@ -49,6 +49,7 @@ def test_every_task_runs_end_to_end_in_smoke_mode(run_leedl, task, tmp_path):
         extra = [f"data_dir={tmp_path}/data"]
     results = run_leedl([f"task={task}", "debug=smoke", *extra])
     assert results["status"] == "ok", results.get("error")
+    assert results["tested_weights"] in ("best", "last", "ema", "loaded"), "results.json says which weights were tested"
     assert results["metrics"], "a run reports metrics"
     run_dir = Path(results["run_dir"])
     assert json.loads((run_dir / "results.json").read_text())["status"] == "ok"
