@@ -17,8 +17,9 @@ usage:
   leedl run --help | --cfg job | --info    Hydra's own help, composed config, and config search path
   leedl report PATH [--metric M] [--x PARAM] [--curves] [--out DIR]   table (mean ± std over seeds), report.md/.csv, plots
   leedl list [GROUP]                what each config group offers ({groups})
-  leedl data [list|check] [--verify]  where each data set is looked for, whether it is there (and intact)
-  leedl translate RUN [SENTENCE ...]   translate with a task=translation run (beam 5; --decode, --beam-size, ...)
+  leedl data [list|check] [--task T] [--verify]  where each data set is looked for, whether it is there
+                                    (and intact); check exits 1 when one is missing
+  leedl translate RUN [SENTENCE ...]   translate with a task=translation run, decoding as its test did (--decode, --beam-size, ...)
   leedl book plan|run|report        the whole book: what each preset measures and costs, run what is not
                                     measured yet, the results as pages (docs/results/); leedl book --help
 
@@ -65,18 +66,31 @@ def cmd_list(args: list[str]) -> int:
 
 
 def cmd_data(args: list[str]) -> int:
+    """`leedl data list|check [--task T] [--verify]`: check exits 1 when a data set (of task T) is missing."""
     from leedl_cli.data.registry import DATASETS
     from leedl_cli.paths import default_data_dir
 
     verify = "--verify" in args
     args = [a for a in args if a != "--verify"]
+    task = None
+    if "--task" in args:
+        i = args.index("--task")
+        if i + 1 >= len(args):
+            _die("--task needs a task name, e.g. leedl data check --task mnist")
+        task = args[i + 1]
+        args = args[:i] + args[i + 2:]
+        known = sorted({t for ds in DATASETS for t in ds.tasks})
+        if task not in known:
+            _die(f"--task {task}: no data set is known for that task; tasks with data sets: {', '.join(known)}")
     action = args[0] if args else "list"
-    if action not in ("list", "check"):
-        _die(f"unknown data action {action!r}; valid actions: list, check (check --verify: checksums too)")
+    if action not in ("list", "check") or len(args) > 1:
+        _die(f"unknown data action {' '.join(args)!r}; valid actions: list, check [--task T] [--verify]")
     root = default_data_dir()
     print(f"data dir: {root}  (set LEEDL_DATA_DIR or data_dir=... to change it)")
     missing = 0
     for ds in DATASETS:
+        if task is not None and task not in ds.tasks:
+            continue
         folder = root / ds.name
         if ds.bundled:
             state = "bundled"
@@ -90,9 +104,8 @@ def cmd_data(args: list[str]) -> int:
             print(f"  {'':<16} {ds.description}; tasks: {', '.join(ds.tasks)}; get it from: {ds.source}")
     if action == "check" and missing:
         print(f"{missing} data set(s) missing; tasks that need them will stop with an error naming the path.")
-    if verify:
-        return verify_checksums(root)
-    return 0
+    code = verify_checksums(root) if verify else 0
+    return 1 if action == "check" and missing else code
 
 
 def verify_checksums(root: Path) -> int:
