@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 from common import Timer, build_plain, run_leedl
 
-from leedl_cli.decoding import generate
+from leedl_cli.decoding import DecodeSettings, generate
+
+LIMITS = DecodeSettings()   # the task's length limits: max_len_a * source length + max_len_b
 
 
 def overrides(sentences: int) -> list[str]:
@@ -62,7 +64,8 @@ def decode_rate(dm, model, n: int, **options) -> float:
             chunk = feats[start:start + 64]
             longest = max(len(f["src_ids"]) for f in chunk)
             src = torch.tensor([f["src_ids"] + [pad] * (longest - len(f["src_ids"])) for f in chunk])
-            generate(model.step_fn(src), torch.full((len(chunk), 1), bos), eos, int(1.5 * longest + 10), **options)
+            limits = [LIMITS.length_limit(len(f["src_ids"])) for f in chunk]   # as the test and leedl translate
+            generate(model.step_fn(src), torch.full((len(chunk), 1), bos), eos, limits, **options)
     return len(feats) / t.seconds
 
 
