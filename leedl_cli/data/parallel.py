@@ -25,6 +25,12 @@ with `max_tokens` set a batch holds as many sentences as fit that many (padded) 
 at a time: `leedl translate` encodes and batches new sentences the same way (data/parallel_format.py), so the test sources
 given to it come back exactly as the test decoded them.
 
+Sequence-level knowledge distillation (`distill_from: <run dir>` of a trained autoregressive translation run,
+`distill_beam_size`): the training targets become that run's beam-search translations of the training sources
+(leedl_cli.data.distillation, cached); the vocabulary is still learned from the references, validation and test
+keep the references. `reference_targets: true` keeps the references even with `distill_from` set (a preset row
+that names the teacher for other rows).
+
 What the task and the models get (`provides()` -> `ParallelTextSpec`): the vocabulary sizes, the pad id, whether
 the vocabulary is shared, both vocabularies (the target's is the detokeniser), sacreBLEU's tokenizer for the
 target language, the reference translations of a split, and how sentences are cut and batched for decoding.
@@ -168,7 +174,9 @@ class ParallelDataModule(TokenizedDataModule):
                  eval_batch_size: Annotated[int, AtLeastOne] = 200,
                  max_train_sentences: Annotated[int, AtLeastOne] | None = None,
                  max_eval_sentences: Annotated[int, AtLeastOne] | None = None, split_seed: int = 0,
-                 split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05), seed: int | None = 0) -> None:
+                 split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05), seed: int | None = 0,
+                 distill_from: str | None = None, distill_beam_size: Annotated[int, AtLeastOne] = 5,
+                 reference_targets: bool = False) -> None:
         super().__init__()
         problems = self.config_problems(dict(dataset=dataset, src=src, tgt=tgt, split_fractions=split_fractions))
         if problems:   # what the validator refuses before a run, refused here too for direct use
@@ -181,6 +189,8 @@ class ParallelDataModule(TokenizedDataModule):
         self.max_tokens = None if max_tokens is None else int(max_tokens)
         self.limits = {"train": max_train_sentences, "val": max_eval_sentences, "test": max_eval_sentences}
         self.split_seed, self.split_fractions, self.seed = int(split_seed), tuple(split_fractions), seed
+        self.distill_from = None if reference_targets else distill_from
+        self.distill_beam_size = int(distill_beam_size)
         self.texts: dict[str, list[tuple[str, str]]] = {}
         self.features: dict[str, list[dict]] = {}
         self.src_vocab = self.tgt_vocab = None
@@ -285,6 +295,12 @@ class ParallelDataModule(TokenizedDataModule):
             limit = self.limits[split]
             self.texts[split] = pairs[: int(limit)] if limit else pairs
         self.build_vocabularies()
+        if self.distill_from:
+            from leedl_cli.data.distillation import distilled_targets
+
+            sources = [s for s, _ in self.texts["train"]]
+            targets = distilled_targets(self.distill_from, sources, self.distill_beam_size)
+            self.texts["train"] = [(s, t) for s, t in zip(sources, targets) if t]   # an empty output teaches nothing
         for split, pairs in self.texts.items():
             src = self.encode_source([s for s, _ in pairs])
             tgt = self.encode_target([t for _, t in pairs])

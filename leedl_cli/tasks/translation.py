@@ -12,6 +12,9 @@ Transformer paper). Options of section 4.8:
   mean_{t,s} alpha_{t,s} (1 - exp(-(s/S - t/T)^2 / (2 sigma^2))) (Tachibana et al. 2018), averaged over layers
   and heads, added with that weight.
 - the copy mechanism (4.8.1) is a model option (`model.copy=true`), see models/seq2seq.py.
+- training for BLEU (4.8.5, `objective: cross_entropy | self_critical`): self-critical sequence training from a
+  trained model (`weights_from`), mixed with cross-entropy by `rl_weight` (leedl_cli.tasks.translation_rl).
+`model=nat_transformer` (4.5.2) trains with its own objective: leedl_cli.tasks.translation_nat.
 
 Validation: loss under teacher forcing and corpus BLEU of greedy translations (`val/bleu`, the monitor: the best
 checkpoint is the one with the best validation BLEU; `val_bleu_sentences: N` scores the first N validation pairs
@@ -19,7 +22,9 @@ only, as decoding costs more than the loss). Test: the weights run.py tests (`ta
 best validation-BLEU checkpoint), decoded with `decode: greedy | beam | sampling` (`beam_size`,
 `length_penalty`, `temperature`, `top_k`, `top_p`; at most `max_len_a` * source length + `max_len_b` pieces per
 sentence; leedl_cli.decoding), scored with sacreBLEU on detokenised text (cased; tokenizer `13a`, `zh` for a
-Chinese target) and chrF, plus distinct-1/2 (diversity) and the mean hypothesis length. `predictions_test.txt`
+Chinese target) and chrF, plus distinct-1/2 (diversity), the mean hypothesis length and `test/repeat_rate`
+(consecutive equal pieces). `speed_sentences: N` times the decoding of the first N test sentences, one at a time
+and 64 at a time (`test/sent_per_s_b1`, `test/sent_per_s_b64`). `predictions_test.txt`
 (one hypothesis per line, in test-file order) and `references_test.txt` go beside results.json so anyone can
 re-score them; plots/ gets the cross-attention of one test sentence for every layer (one panel per head) and
 `bleu_vs_time.png`, validation BLEU against the wall time of fitting (also `val_bleu_curve` in results.json).
@@ -57,11 +62,15 @@ from leedl_cli.decoding import (
     distinct_n,
 )
 from leedl_cli.errors import LeedlError
+from leedl_cli.nat_decoding import repeat_rate, sentences_per_second
 from leedl_cli.tasks.base import LeedlTask
 
 log = logging.getLogger(__name__)
 Schedule = Literal["none", "linear", "inverse_sigmoid", "exponential"]
 SCHEDULES: tuple[str, ...] = get_args(Schedule)
+Objective = Literal["cross_entropy", "self_critical"]
+OBJECTIVES: tuple[str, ...] = get_args(Objective)
+SPEED_BATCH_SIZES = (1, 64)        # test/sent_per_s_b1, test/sent_per_s_b64
 ATTENTION_PLOT_LENGTHS = (8, 16)   # the attention plot's sentence: the first test source of 8-16 pieces
 
 
@@ -114,7 +123,9 @@ class Translation(LeedlTask):
                  temperature: Temperature = 1.0, top_k: TopK = 0, top_p: TopP = 1.0, max_len_a: MaxLenA = 1.5,
                  max_len_b: MaxLenB = 10, decode_seed: int = 0, val_bleu: bool = True,
                  val_bleu_sentences: Annotated[int, AtLeastOne] | None = None, attention_plot: bool = True,
-                 weights_from: str | None = None) -> None:
+                 weights_from: str | None = None, objective: Objective = "cross_entropy",
+                 rl_weight: Annotated[float, Probability] = 0.9,
+                 speed_sentences: Annotated[int, NonNegative] = 0) -> None:
         super().__init__(model, optimizer, scheduler, run_dir=run_dir)
         self.pad, self.src_vocab, self.tgt_vocab = int(pad_token_id), src_vocab, tgt_vocab
         self.bleu_tokenize, self.references = bleu_tokenize, references
@@ -127,6 +138,8 @@ class Translation(LeedlTask):
                                        max_len_a=float(max_len_a), max_len_b=int(max_len_b), seed=int(decode_seed))
         self.val_bleu, self.attention_plot, self.weights_from = bool(val_bleu), bool(attention_plot), weights_from
         self.val_bleu_sentences = None if val_bleu_sentences is None else int(val_bleu_sentences)
+        self.objective, self.rl_weight, self.speed_sentences = objective, float(rl_weight), int(speed_sentences)
+        self._train_references: list[str] | None = None
         self._eval: dict[str, dict] = {}
         self._train_tokens = 0
         self._loaded_from: str | None = None
@@ -136,6 +149,14 @@ class Translation(LeedlTask):
         self.bleu_curve: list[dict] = []
         self._clock_offset = 0.0
         self._clock_start: float | None = None
+
+    @classmethod
+    def config_problems(cls, options: dict) -> list[str]:
+        """Self-critical training starts from a trained model."""
+        if options.get("objective") == "self_critical" and not options.get("weights_from"):
+            return ["objective=self_critical: expected task.module.weights_from=<a trained task=translation run "
+                    "directory or .ckpt> (from random weights sampled and greedy translations both score ~0 BLEU)"]
+        return []
 
     # ---- set-up ------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -186,6 +207,8 @@ class Translation(LeedlTask):
         ce = F.cross_entropy(scores.reshape(-1, scores.shape[-1]).float(), labels.reshape(-1), ignore_index=-100,
                              label_smoothing=self.label_smoothing if stage == "train" else 0.0)
         loss = ce
+        if stage == "train" and self.objective == "self_critical":
+            loss = self.rl_weight * self.self_critical(batch) + (1.0 - self.rl_weight) * ce
         if guided:
             ga = guided_attention_loss(weights, labels != -100, src != self.pad, self.guided_sigma)
             loss = loss + self.guided_attention * ga
@@ -196,6 +219,22 @@ class Translation(LeedlTask):
             if self.scheduled_sampling != "none":
                 self.log("train/sampling_probability", p, on_step=True, on_epoch=False)
         return loss, ce, n
+
+    def self_critical(self, batch) -> torch.Tensor:
+        """L_RL of a training batch (leedl_cli.tasks.translation_rl); logs reward, baseline and sample BLEU."""
+        from leedl_cli.tasks.translation_rl import self_critical_loss
+
+        if self._train_references is None:
+            self._train_references = self.references("train")
+        src = batch["src_ids"]
+        refs = [self._train_references[i] for i in batch["feature_index"].tolist()]
+        limits = [self.decoding.length_limit(int(n)) for n in (src != self.pad).sum(1).tolist()]
+        loss, stats = self_critical_loss(self.model, src, refs, self.tgt_vocab.decode, self.tgt_vocab.bos_token_id,
+                                         self.tgt_vocab.eos_token_id, self.pad, limits, self.bleu_tokenize)
+        if self.logs_this_step():
+            for key, value in stats.items():
+                self.log(f"train/{key}", value, on_step=True, on_epoch=False)
+        return loss
 
     def training_step(self, batch, batch_idx):
         loss, _, n = self.loss(batch, "train")
@@ -219,6 +258,11 @@ class Translation(LeedlTask):
         store["n"] += n
         if stage == "test" and self.attention_plot:
             self._remember_plot_sentence(batch)
+        if stage == "test" and self.speed_sentences:
+            timed = store.setdefault("speed_sources", {})
+            for fi, row in zip(batch["feature_index"].tolist(), batch["src_ids"].tolist()):
+                if fi < self.speed_sentences:
+                    timed[fi] = [i for i in row if i != self.pad]
         if stage == "test" or self.val_bleu:
             settings = self.decoding if stage == "test" else self.decoding.replace(strategy="greedy")
             index, src = batch["feature_index"], batch["src_ids"]
@@ -309,7 +353,9 @@ class Translation(LeedlTask):
         self.log("test/distinct_1", distinct_n(seqs, 1))
         self.log("test/distinct_2", distinct_n(seqs, 2))
         self.log("test/length", sum(len(s) for s in seqs) / max(1, len(seqs)))
+        self.log("test/repeat_rate", repeat_rate(seqs))
         self.results["decode"] = self.decoding.as_dict()
+        self.test_extras(store, seqs)
         self.results["bleu_signature"] = store["scores"]["signature"]
         self.results["test_sentences"] = len(seqs)
         if self.run_dir is not None and self.trainer.is_global_zero:
@@ -321,6 +367,16 @@ class Translation(LeedlTask):
             self.results["predictions"] = str(self.run_dir / "predictions_test.txt")
             if self.attention_plot and store.get("plot") is not None:
                 self._draw_cross_attention(*store["plot"][1:])
+
+    def test_extras(self, store: dict, seqs: list[list[int]]) -> None:
+        """Decoding speed on the first `speed_sentences` test sentences (in test-file order)."""
+        timed = store.get("speed_sources") or {}
+        sources = [timed[i] for i in sorted(timed)]
+        if sources:
+            for size in SPEED_BATCH_SIZES:
+                self.log(f"test/sent_per_s_b{size}",
+                         sentences_per_second(self.translate_ids, sources, size, self.pad, self.device))
+            self.results["speed_sentences"] = len(sources)
 
     def _draw_cross_attention(self, index: int, src_ids: list[int]) -> None:
         src = torch.tensor([src_ids], device=self.device)
