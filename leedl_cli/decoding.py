@@ -1,6 +1,7 @@
-"""Decoding an autoregressive model (ch. 4, section 4.8.3): greedy, beam search and sampling, in one place.
+"""Decoding an autoregressive model (ch. 4, sections 4.8.3-4.8.4): greedy, beam search and sampling, in one place.
 
-Used by translation (validation, test, `leedl translate`) and by the GPT's samples. Models know nothing of
+Used by translation (validation, test, `leedl translate`), by the GPT's samples and by text completion
+(`task=text_completion`: a decoder-only causal LM continues prompts). Models know nothing of
 search; a model is seen only through `step(tokens, rows) -> logits`:
 
 - `tokens` LongTensor [N, t]: every live hypothesis's whole sequence so far (prefix + generated);
@@ -9,7 +10,12 @@ search; a model is seen only through `step(tokens, rows) -> logits`:
 - it returns next-token logits or log-probabilities [N, V] (`log_softmax` leaves log-probabilities unchanged, so
   a pointer-generator may return the log of its mixture).
 
-There is no key/value cache: each step recomputes the prefix, which is cheap for sentences.
+A step may keep state per hypothesis (a key/value cache): when it has a `reorder(index)` method, `generate` calls
+it whenever the hypotheses change (beam search reorders and prunes them, finished rows leave), row i then
+continuing old row index[i]. The encoder-decoder and leedl's GPT keep no cache (each step recomputes the prefix,
+cheap for sentences); `CausalLMStep` is the cached step of a Hugging Face causal LM (SmolLM2), and
+`decode_prompts` continues a batch of prompts with it: beam search for a decoder-only model is the same `_beam`
+as for translation.
 
 - greedy: the most probable token at every step;
 - beam: the `beam_size` best partial hypotheses per input, batched over inputs; a hypothesis ends at `eos`, and
@@ -33,6 +39,7 @@ from typing import Annotated, Callable, Literal, Sequence, get_args
 
 import torch
 
+from leedl_cli.analysis.text_metrics import distinct_n  # noqa: F401  (translation and lm_pretrain import it here)
 from leedl_cli.contract import AtLeastOne, NonNegative, OpenProbability, Positive, Range, ranges_of
 from leedl_cli.errors import LeedlError
 
@@ -121,6 +128,53 @@ def decode_sources(model, src: torch.Tensor, pad_id: int, bos_id: int, eos_id: i
         model.train(was)
 
 
+class CausalLMStep:
+    """The `step` of a Hugging Face causal LM (decoder only) with its key/value cache, for prompts of different
+    lengths decoded together: each prompt is left-padded (`pad_lengths[b]` pads before prompt b), masked out and
+    given positions 0, 1, ... from its first real token. Each call feeds only the tokens the cache has not seen;
+    `reorder(index)` (called by `generate` when beam search reorders hypotheses or rows leave) reorders the cache."""
+
+    def __init__(self, hf, pad_lengths: torch.Tensor) -> None:
+        import inspect
+
+        self.hf, self.pad = hf, pad_lengths
+        params = inspect.signature(hf.forward).parameters
+        self.cache_arg = "cache" if "cache" in params else "past_key_values"   # transformers >= 5.2x: `cache`
+        self.keep = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+        self.cache, self.seen = None, 0
+
+    def __call__(self, tokens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        t = tokens.size(1)
+        positions = torch.arange(t, device=tokens.device)[None, :] - self.pad.to(tokens.device)[rows][:, None]
+        kwargs = {"input_ids": tokens[:, self.seen:], "attention_mask": (positions >= 0).long(),
+                  "position_ids": positions[:, self.seen:].clamp_min(0), "use_cache": True, **self.keep}
+        if self.cache is not None:
+            kwargs[self.cache_arg] = self.cache
+        out = self.hf(**kwargs)
+        self.cache = getattr(out, self.cache_arg)
+        self.seen = t
+        return out.logits[:, -1]
+
+    def reorder(self, index: torch.Tensor) -> None:
+        if self.cache is not None:
+            self.cache.reorder_cache(index)
+
+
+@torch.no_grad()
+def decode_prompts(hf, prompts: Sequence[Sequence[int]], settings: DecodeSettings, max_new_tokens: int,
+                   eos_id: int, pad_id: int = 0, fixed_length: bool = True) -> list[list[int]]:
+    """Continuations of token-id prompts by a Hugging Face causal LM, decoded together (left padding, key/value
+    cache): greedy, beam or sampling as `settings` say. `fixed_length`: exactly `max_new_tokens` new tokens each
+    (eos is never chosen); else a continuation may end at eos. Sampling draws with each prompt's own generator
+    (`settings.generator_for(prompt)`), so a prompt gets the same continuation in any batch."""
+    longest = max(len(p) for p in prompts)
+    pad = torch.tensor([longest - len(p) for p in prompts])
+    prefix = torch.tensor([[pad_id] * (longest - len(p)) + list(p) for p in prompts], dtype=torch.long)
+    generators = [settings.generator_for(p) for p in prompts] if settings.strategy == "sampling" else None
+    return generate(CausalLMStep(hf, pad), prefix, eos_id, max_new_tokens, generator=generators,
+                    min_new_tokens=max_new_tokens if fixed_length else 0, **settings.search_options())
+
+
 def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
     """Temperature, then top-k, then nucleus (top-p) filtering; removed tokens get -inf."""
     logits = logits.float() / temperature
@@ -159,6 +213,14 @@ def generate(step: Step, prefix: torch.Tensor, eos_id: int, max_new_tokens: int 
     return _one_path(step, prefix, eos_id, limits, strategy, temperature, top_k, top_p, min_new_tokens, generator)
 
 
+def _reorder(step, index: torch.Tensor) -> None:
+    """Tell a step that keeps state per hypothesis (a key/value cache) that hypothesis i now continues old row
+    index[i] (beam search reorders and prunes, finished rows leave); a plain function keeps nothing."""
+    reorder = getattr(step, "reorder", None)
+    if reorder is not None:
+        reorder(index)
+
+
 def _draw(probs: torch.Tensor, rows: torch.Tensor, generator) -> torch.Tensor:
     """One token per row from `probs` [N, V]: with the batch's generator, or each input's own."""
     if generator is None or isinstance(generator, torch.Generator):
@@ -189,6 +251,8 @@ def _one_path(step, prefix, eos_id, limits, strategy, temperature, top_k, top_p,
         live = (nxt != eos_id) & (limit[rows] > t)
         tokens = torch.cat([tokens, nxt[:, None]], 1)[live]
         rows = rows[live]
+        if not bool(live.all()):
+            _reorder(step, live.nonzero().squeeze(1))
     return out
 
 
@@ -226,6 +290,7 @@ def _beam(step, prefix, eos_id, limits, beam_size, length_penalty, min_new_token
         keep_scores, order = keep_scores.topk(k, dim=-1)                      # [n, k]
         src = (torch.arange(n, device=device)[:, None] * k + beam_of.gather(1, order)).view(-1)
         tokens = torch.cat([tokens[src], tok_of.gather(1, order).view(-1, 1)], 1)
+        _reorder(step, src)
         scores = keep_scores
         still = []
         for i in range(n):
@@ -245,10 +310,5 @@ def _beam(step, prefix, eos_id, limits, beam_size, length_penalty, min_new_token
             idx = torch.tensor(still, dtype=torch.long, device=device)
             alive, scores = alive[idx], scores[idx]
             tokens = tokens.view(n, k, -1)[idx].view(len(still) * k, -1)
+            _reorder(step, (idx[:, None] * k + torch.arange(k, device=device)).view(-1))
     return [max(f, key=lambda x: x[0])[1] if f else [] for f in finished]
-
-
-def distinct_n(sequences: Sequence[Sequence], n: int) -> float:
-    """Distinct n-grams / all n-grams over the sequences (diversity of generated text); 0.0 when there are none."""
-    grams = [tuple(s[i:i + n]) for s in sequences for i in range(len(s) - n + 1)]
-    return len(set(grams)) / len(grams) if grams else 0.0
