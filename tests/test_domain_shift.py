@@ -199,3 +199,29 @@ def test_finetune_refuses_to_test_a_moving_average(run_leedl, mirror):
 def test_ttt_needs_the_rotation_head(run_leedl, mirror):
     r = run_leedl(["task=dann", "task.mode=ttt", "debug=smoke", f"data_dir={mirror}"])
     assert r["status"] == "failed" and "model.rotation_head=true" in r["error"]
+
+
+# ---- a small run, pinned in 32-bit ------------------------------------------------------------------------
+SMALL_RUN = ["task=dann", "seed=0", "logger=none", "callbacks=none", "trainer.max_epochs=3", "trainer.precision=32-true",
+             "trainer.enable_progress_bar=false", "optimizer=adam", "optimizer.lr=3e-3", "task.data.batch_size=16",
+             "model.batch_norm=true", "task.data.val_size=16", "task.module.tsne_points=0", "trainer.deterministic=true",
+             "task.module.finetune_steps=20", "task.module.finetune_eval_every=5", "task.module.finetune_lr=3e-3",
+             "task.module.ttt_batch_size=10"]
+# measured on these runs (CPU, 32-bit): 60 source / 50 target test images, one image is 0.017 / 0.02
+# (the toy target domain stays near or below chance after 27 source updates: 1 of 50 images right before and after TTT)
+PINNED = {"finetune_10": {"test/target_acc": 0.18, "test/source_acc": 0.4333},
+          "ttt": {"test/target_acc": 0.02, "test/target_acc_before_ttt": 0.02}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("row", sorted(PINNED))
+def test_small_runs_are_pinned(run_leedl, mirror, row):
+    """3 epochs (27 updates) of Adam 3e-3 on the bar 'digits': fine-tuning on 10 labelled target images (20
+    updates), and test-time training (3 SGD steps per batch of 10 test images), in 32-bit floats."""
+    r = run_leedl([*SMALL_RUN, f"+domain_shift={row}", f"data_dir={mirror}"], name=row)
+    assert r["status"] == "ok", r.get("error")
+    m = r["metrics"]
+    if row == "finetune_10":   # the 10 labelled images lift the target from 2 of 50 to 9 of 50
+        assert [acc for _, acc in r["finetune"]["curve"]] == pytest.approx([0.04, 0.18, 0.16, 0.18, 0.18], abs=0.02)
+    for k, v in PINNED[row].items():
+        assert m[k] == pytest.approx(v, abs=0.02), (k, {q: m[q] for q in PINNED[row]})
