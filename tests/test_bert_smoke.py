@@ -70,9 +70,17 @@ def data_dir_for(source: str, tmp_path, dataset: str) -> list[str]:
 SOURCES = ["written", pytest.param("mirror", marks=pytest.mark.slow)]   # the mirror: make test-full
 
 
+def test_a_bert_smoke_run_leaves_under_150_mb(run_leedl, tmp_path):
+    """One last.ckpt of weights (the best epoch is the last), no export: what a smoke run needs, nothing more."""
+    res = _ok(run_leedl(["task=bert_squad", "debug=smoke", "seed=0", "threads=1",
+                         *data_dir_for("written", tmp_path, "squad")]))
+    assert res["bytes"] < 150e6 and "hf_model" not in res
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["last.ckpt"]
+
+
 @pytest.mark.parametrize("source", SOURCES)
 def test_bert_squad_smoke_exports_a_working_qa_model(run_leedl, tmp_path, source):
-    res = _ok(run_leedl(["task=bert_squad", "debug=smoke", "seed=0", "threads=1",
+    res = _ok(run_leedl(["task=bert_squad", "debug=smoke", "seed=0", "threads=1", "task.module.export=true",
                          *data_dir_for(source, tmp_path, "squad")]))
     m = res["metrics"]
     assert 0.0 <= m["test/em"] <= m["test/f1"] <= 100.0
