@@ -4,7 +4,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-GROUPS = ["task", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "experiment", "budget", "decoding", "debug"]
+GROUPS = ["task", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "experiment", "budget", "decoding",
+          "domain_shift", "debug"]
 
 USAGE = """leedl — the LeeDL tutorial's experiments, one command per figure or table
 
