@@ -14,7 +14,8 @@ from leedl_cli.decoding import generate
 from leedl_cli.errors import LeedlError
 from leedl_cli.models.seq2seq import RNNSeq2Seq, Seq2SeqTransformer
 
-PRESETS = ["decoding_strategies", "scheduled_sampling", "copy_mechanism", "transformer_vs_rnn", "translation_zh"]
+PRESETS = ["decoding_strategies", "scheduled_sampling", "copy_mechanism", "transformer_vs_rnn", "translation_zh",
+           "nat_vs_autoregressive", "rl_bleu"]
 
 
 # ---- configs --------------------------------------------------------------------------------------------------
@@ -340,6 +341,12 @@ def test_smoke_run_writes_predictions_plots_and_its_spec(smoke_run):
     assert spec["model"]["target"].endswith("Seq2SeqTransformer") and spec["model"]["kwargs"]["d_model"] == 32
     assert spec["source_max_length"] == 128 and spec["batch_size"] == 256
     assert all((run_dir / spec["vocabularies"][side]).is_file() for side in ("source", "target"))
+
+
+def test_smoke_run_measures_repeated_tokens_and_times_only_on_request(smoke_run):
+    r, _, _ = smoke_run
+    assert 0.0 <= r["metrics"]["test/repeat_rate"] <= 1.0, "the multi-modality metric, for autoregressive runs too"
+    assert "test/sent_per_s_b1" not in r["metrics"], "speed is timed only with task.module.speed_sentences"
 
 
 def test_translate_decodes_the_test_sources_as_the_test_did(smoke_run):
