@@ -7,7 +7,12 @@ import torch
 from translation_runs import untrained_run
 
 from leedl_cli.models.seq2seq import Seq2SeqTransformer
-from leedl_cli.tasks.translation_rl import reinforce_loss, self_critical_loss, sentence_bleus, sequence_log_probs
+from leedl_cli.tasks.translation_rl import (
+    reinforce_loss,
+    self_critical_loss,
+    sentence_bleus,
+    sequence_log_probs,
+)
 
 V, BOS, EOS, PAD = 24, 5, 6, 0
 

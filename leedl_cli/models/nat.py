@@ -27,7 +27,12 @@ from torch import nn
 
 from leedl_cli.contract import AtLeastOne, Probability, Provided
 from leedl_cli.errors import LeedlError
-from leedl_cli.models.attention import PositionalEncoding, TransformerDecoder, TransformerEncoder, heads_problems
+from leedl_cli.models.attention import (
+    PositionalEncoding,
+    TransformerDecoder,
+    TransformerEncoder,
+    heads_problems,
+)
 
 DecoderInput = Literal["copy", "positional"]
 DECODER_INPUTS: tuple[str, ...] = get_args(DecoderInput)
