@@ -260,4 +260,4 @@ def test_toy_nat_reaches_pinned_bleu(tmp_path):
     assert bleu[4] >= bleu[1] - 1.0, bleu
 
 
-TOY_ONE_PASS_BLEU = 0.0   # measured: 25 epochs, seed 0, CMLM training (one pass; mask-predict 4 compared)
+TOY_ONE_PASS_BLEU = 17.35  # measured: 25 epochs, seed 0, CMLM training (one pass; mask-predict 4 compared)
