@@ -211,3 +211,46 @@ def test_decode_sources_limits_each_sentence_by_its_own_length():
         out = decode_sources(NeverEnds(), src, 0, 5, EOS, DecodeSettings(strategy=strategy, beam_size=2,
                                                                          max_len_a=1.0, max_len_b=2))
         assert [len(h) for h in out] == [6, 3, 7], strategy
+
+
+def test_nucleus_keeps_the_smallest_set_with_mass_p():
+    """On random distributions: the kept tokens are the most probable ones, their mass is >= p, and without the
+    least probable of them it would be < p (the smallest such set)."""
+    g = torch.Generator().manual_seed(5)
+    for _ in range(50):
+        logits = torch.randn(1, 12, generator=g) * 2
+        p_top = float(torch.rand(1, generator=g).clamp(0.05, 0.99))
+        kept = ~torch.isinf(filter_logits(logits, top_p=p_top))[0]
+        probs = logits.softmax(-1)[0]
+        if (~kept).any():
+            assert probs[kept].min() >= probs[~kept].max()
+        assert probs[kept].sum() >= p_top - 1e-6
+        assert probs[kept].sum() - probs[kept].min() < p_top
+
+
+def test_cached_causal_lm_step_equals_recomputing_each_prompt_alone():
+    """decode_prompts (left padding, key/value cache reordered by beam search) gives what an uncached step gives
+    for each prompt alone, for greedy, beam and sampling (each prompt's own generator)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from leedl_cli.decoding import DecodeSettings, decode_prompts
+
+    torch.manual_seed(3)
+    hf = LlamaForCausalLM(LlamaConfig(vocab_size=7, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                      num_attention_heads=2, num_key_value_heads=2,
+                                      max_position_embeddings=64)).eval()
+
+    def uncached(tokens, rows):
+        return hf(input_ids=tokens).logits[:, -1]
+
+    prompts = [[1, 2, 3], [4], [5, 6], [2, 2, 2, 2, 3]]
+    for strategy in ("greedy", "beam", "sampling"):
+        settings = DecodeSettings(strategy=strategy, beam_size=3)
+        together = decode_prompts(hf, prompts, settings, 6, eos_id=0)
+        alone = []
+        for p in prompts:
+            gen = [settings.generator_for(p)] if strategy == "sampling" else None
+            alone += generate(uncached, torch.tensor([p]), 0, 6, min_new_tokens=6, generator=gen,
+                              **settings.search_options())
+        assert together == alone, strategy
+        assert all(len(c) == 6 and EOS not in c for c in together)

@@ -215,9 +215,9 @@ def test_gpt_reads_its_own_corpus(run_leedl, compose_cfg, tmp_path):
     assert r["metrics"]["test/ppl"] > 1
 
 
-@pytest.mark.slow
 def test_pinned_small_run(run_leedl, tmp_path):
-    """The tiny random causal LM, nucleus sampling with decode_seed 0 on the written paragraphs: pinned numbers."""
+    """The tiny random causal LM, nucleus sampling with decode_seed 0 on the written paragraphs: pinned numbers
+    (a random model: its perplexity is near its vocabulary's 30,522; 59 of the 60 bigrams distinct). ~7 s."""
     write_squad(tmp_path / "data")
     r = run_leedl(["task=text_completion", "debug=smoke", f"data_dir={tmp_path}/data", "+decoding=nucleus",
                    "seed=0", "trainer.limit_test_batches=null", "task.module.max_new_tokens=12"])
@@ -229,4 +229,4 @@ def test_pinned_small_run(run_leedl, tmp_path):
     assert m["test/human_ppl"] == pytest.approx(PINNED["human_ppl"], rel=1e-3)
 
 
-PINNED = {"distinct_2": None, "ppl": None, "human_ppl": None}
+PINNED = {"distinct_2": 59 / 60, "ppl": 30134.72, "human_ppl": 29727.79}
