@@ -340,7 +340,7 @@ def problems(cfg: DictConfig) -> list[str]:
         check_contract(values, errors)
     check_horizon(values, errors)
     check_hardware(values, errors)
-    return errors
+    return list(dict.fromkeys(errors))   # a value read by several nodes is reported once
 
 
 def contract_needs(node: dict) -> list[str]:
