@@ -47,7 +47,7 @@ class ImageSpec:
     image_size: int
     train_images: Callable[[], torch.Tensor] = offered()      # the training images [N, C, H, W]
     test_images: Callable[[], tuple] = offered()              # (images, labels) of the test set
-    transformed_test_sets: Callable[[], dict] = offered()     # {name: (images, labels)}: rotated / scaled test sets
+    transformed_test_sets: Callable[..., dict] = offered()    # (limit=None) -> {name: (images, labels)}: rotated / scaled
     eval_batch_size: int = offered()                          # images per batch when evaluating
     background: float = offered()                             # an empty pixel's value after normalisation
 
@@ -146,10 +146,11 @@ class InMemoryImageDataModule(pl.LightningDataModule):
     def test_dataloader(self):
         return InMemoryLoader(*self.test, batch_size=self.eval_batch_size, **self._dist())
 
-    def transformed_test_sets(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """{name: (images, labels)}: the test set rotated by +-theta (sign alternating by image) / scaled by s."""
+    def transformed_test_sets(self, limit: int | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """{name: (images, labels)}: the test set (its first `limit` images) rotated by +-theta (sign alternating by
+        image) / scaled by s."""
         self.setup()
-        x, y = self.test
+        x, y = (t[:limit] for t in self.test) if limit else self.test
         sets = {}
         sign = torch.where(torch.arange(len(x)) % 2 == 0, 1.0, -1.0)
         for a in self.test_rotations:

@@ -18,6 +18,7 @@ spatial transformer what it does to rotated test images.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Callable
 
@@ -124,7 +125,7 @@ class ImageClassification(Classification):
                  label_smoothing: Annotated[float, Probability] = 0.0, plots: bool = False,
                  train_images: Provided[Callable[[], torch.Tensor] | None] = None,
                  test_images: Provided[Callable[[], tuple] | None] = None,
-                 transformed_test_sets: Provided[Callable[[], dict] | None] = None,
+                 transformed_test_sets: Provided[Callable[..., dict] | None] = None,
                  eval_batch_size: Provided[int] = 1000, background: Provided[float] = 0.0):
         super().__init__(model, optimizer, scheduler, run_dir=run_dir, label_smoothing=label_smoothing)
         self.plots = plots
@@ -152,7 +153,12 @@ class ImageClassification(Classification):
 
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
-        for name, (x, y) in (self.transformed_test_sets() if self.transformed_test_sets else {}).items():
+        if not self.transformed_test_sets:
+            return
+        # the images the test pass saw (all of them, unless trainer.limit_test_batches cut it: debug=smoke)
+        seen = sum(self.trainer.num_test_batches) * self.eval_batch_size
+        limit = int(seen) if math.isfinite(seen) else None
+        for name, (x, y) in self.transformed_test_sets(limit).items():
             self.log(f"{name}/acc", self.accuracy_on(x, y, self.eval_batch_size))
 
     @torch.no_grad()
