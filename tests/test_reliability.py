@@ -227,3 +227,10 @@ def test_the_lock_is_released_when_the_run_ends(tmp_path, run_leedl):
     assert res["status"] == "ok" and not is_locked(tmp_path / "run")
     on_disk = sum(p.stat().st_size for p in (tmp_path / "run").rglob("*") if p.is_file())
     assert 0 < res["bytes"] <= on_disk, "results.json says the run's bytes"
+
+
+def test_a_run_without_an_epoch_limit_stops_at_its_time_limit(run_leedl):
+    """trainer.max_epochs=-1 (what the validator offers: no limit) with a max_time runs, and stops on time."""
+    res = run_leedl(["model=mlp", "trainer.max_epochs=-1", "+trainer.max_time=00:00:00:03", "seed=0", *QUIET])
+    assert res["status"] == "ok", res.get("error")
+    assert res["timings"]["epochs"] >= 1 and res["metrics"]["test/acc"] > 0.5
