@@ -108,8 +108,8 @@ def test_snli_files_and_errors(tmp_path):
 @pytest.mark.parametrize("override,message", [
     (["task=few_shot", "task.data.dataset=imdb"], "task.data.dataset=imdb: expected one of sst2, snli"),
     (["task=few_shot", "task.data.split=test"], "task.data.split=test: expected dev (or null) with dataset=sst2"),
-    (["task=few_shot", "task.k=-1"], "task.data.k=-1: expected"),
-    (["task=few_shot", "task.draws=0"], "task.data.draws=0: expected"),
+    (["task=few_shot", "task.k=-1"], "task.k=-1: expected"),
+    (["task=few_shot", "task.draws=0"], "task.draws=0: expected"),
     (["task=few_shot", "model.dtype=float16"], "model.dtype=float16: expected one of float32, bfloat16"),
 ])
 def test_few_shot_options_are_refused_before_the_run(compose_cfg, override, message):
