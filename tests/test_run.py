@@ -19,7 +19,7 @@ OWN_SMOKE = {
     "minimum_ratio": "test_chapter1_minimum_ratio.py", "mlm_pretrain": "test_bert_smoke.py",
     "mnist": "test_chapter2_images.py", "nli": "test_nli.py", "pos_tagging": "test_pos_tagging.py",
     "sentiment": "test_bert_smoke.py", "sequence_speed": "test_chapter3_presets.py",
-    "translation": "test_translation.py",
+    "text_completion": "test_text_completion.py", "translation": "test_translation.py",
 }
 
 
