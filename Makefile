@@ -39,11 +39,14 @@ run: install ## install if needed, then the default experiment (digits, cnn, ada
 	$(VENV)/bin/leedl run
 	@echo "next: source $(VENV)/bin/activate   (puts leedl on PATH; or call $(VENV)/bin/leedl)"
 
-test: install ## install if needed, then the fast test suite (what CI runs)
-	$(PY) -m pytest -q
+# test workers: one per core, at most 4 (each imports torch and Lightning once)
+JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
+
+test: install ## install if needed, then the fast test suite (what CI runs), one worker per core
+	$(PY) -m pytest -q -n $(JOBS)
 
 test-full: install ## the whole suite, slow tests included
-	$(PY) -m pytest -q -m ""
+	$(PY) -m pytest -q -n $(JOBS) -m ""
 
 bench: install ## speed against plain PyTorch references, measured in the same run
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
