@@ -33,6 +33,7 @@ from leedl_cli.models.attention import (
     TransformerEncoder,
     heads_problems,
 )
+from leedl_cli.models.seq2seq import init_embeddings
 
 DecoderInput = Literal["copy", "positional"]
 DECODER_INPUTS: tuple[str, ...] = get_args(DecoderInput)
@@ -84,12 +85,7 @@ class NATransformer(nn.Module):
         self.queries = nn.Embedding(self.max_target_length, d_model) if decoder_input == "positional" else None
         self.mask_vector = nn.Parameter(torch.randn(d_model) * d_model ** -0.5)
         self.output = nn.Linear(d_model, tgt_vocab_size, bias=False)
-        for emb in {id(self.src_embed): self.src_embed, id(self.tgt_embed): self.tgt_embed}.values():
-            nn.init.normal_(emb.weight, 0.0, d_model ** -0.5)
-            with torch.no_grad():
-                emb.weight[self.pad_token_id].zero_()
-        if tie_embeddings:
-            self.output.weight = self.tgt_embed.weight
+        init_embeddings(self, d_model, tie_embeddings)
 
     @classmethod
     def config_problems(cls, options: dict) -> list[str]:

@@ -102,6 +102,17 @@ class Seq2SeqBase(nn.Module):
         return weights
 
 
+def init_embeddings(model: nn.Module, d_model: int, tie_embeddings: bool) -> None:
+    """The Transformer's embeddings N(0, d_model^-1/2) with a zero pad row (shared ones once), the output layer
+    tied to the target embedding when asked: `model` has src_embed, tgt_embed, output and pad_token_id."""
+    for emb in {id(model.src_embed): model.src_embed, id(model.tgt_embed): model.tgt_embed}.values():
+        nn.init.normal_(emb.weight, 0.0, d_model ** -0.5)
+        with torch.no_grad():
+            emb.weight[model.pad_token_id].zero_()
+    if tie_embeddings:
+        model.output.weight = model.tgt_embed.weight
+
+
 class Seq2SeqTransformer(Seq2SeqBase):
     def __init__(self, src_vocab_size: Provided[int], tgt_vocab_size: Provided[int], pad_token_id: Provided[int] = 0,
                  shared_vocab: Provided[bool] = True, d_model: Annotated[int, AtLeastOne] = 256,
@@ -124,12 +135,7 @@ class Seq2SeqTransformer(Seq2SeqBase):
         self.encoder = TransformerEncoder(num_encoder_layers, d_model, num_heads, d_ff, dropout, norm_first, activation)
         self.decoder = TransformerDecoder(num_decoder_layers, d_model, num_heads, d_ff, dropout, norm_first, activation)
         self.output = nn.Linear(d_model, tgt_vocab_size, bias=False)
-        for emb in {id(self.src_embed): self.src_embed, id(self.tgt_embed): self.tgt_embed}.values():
-            nn.init.normal_(emb.weight, 0.0, d_model ** -0.5)
-            with torch.no_grad():
-                emb.weight[self.pad_token_id].zero_()
-        if tie_embeddings:
-            self.output.weight = self.tgt_embed.weight
+        init_embeddings(self, d_model, tie_embeddings)
 
     @classmethod
     def config_problems(cls, options: dict) -> list[str]:
