@@ -125,11 +125,12 @@ def test_mlm_pretrain_smoke_output_is_a_backbone(run_leedl, tmp_path, source):
 @pytest.mark.slow
 @pytest.mark.skipif(not data_available("sst2"), reason="SST-2 not mirrored here")
 def test_sentiment_small_run_pinned(run_leedl):
-    """MiniLM fine-tuned on 512 SST-2 sentences (1 epoch, seed 0) is well above chance on 256 dev sentences."""
+    """MiniLM fine-tuned on 2,000 SST-2 sentences (1 epoch, seed 0) is well above chance on 256 dev sentences
+    (0.8008 measured; 512 sentences, 16 updates, stay at chance)."""
     res = _ok(run_leedl(["task=sentiment", "seed=0", "threads=1", "logger=none", "trainer.enable_progress_bar=false",
-                         "task.data.max_train_examples=512", "task.data.val_size=64",
+                         "task.data.max_train_examples=2000", "task.data.val_size=64",
                          "task.data.max_test_examples=256", "task.data.max_length=48"]))
-    assert res["metrics"]["test/acc"] >= 0.70
+    assert res["metrics"]["test/acc"] >= 0.75
 
 
 @pytest.mark.parametrize("model", ["self_attention", "rnn"])

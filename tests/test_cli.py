@@ -88,9 +88,15 @@ def test_report_on_missing_path_is_an_error(tmp_path):
 @pytest.mark.slow
 def test_wheel_install_finds_conf_from_another_directory(tmp_path):
     """`pip install .` into a fresh venv, then `leedl list` from elsewhere finds the packaged conf/."""
+    import zipfile
+
     venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path / "dist"), str(REPO)], check=True, cwd=tmp_path)   # hatchling: a dev tool
+    (wheel,) = (tmp_path / "dist").glob("leedl-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "leedl_cli/conf/config.yaml" in names and "leedl_cli/data/ambiguous_words.tsv" in names
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    subprocess.run([venv / "bin" / "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(REPO)],
-                   check=True, cwd=tmp_path)
+    subprocess.run([venv / "bin" / "pip", "install", "-q", "--no-deps", str(wheel)], check=True, cwd=tmp_path)
     out = subprocess.run([venv / "bin" / "leedl", "list", "task"], capture_output=True, text=True, cwd=tmp_path)
-    assert out.returncode == 0 and "digits" in out.stdout
+    assert out.returncode == 0 and "digits" in out.stdout and "contextual_embeddings" in out.stdout
