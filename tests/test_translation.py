@@ -446,8 +446,14 @@ def test_bleu_curve_and_its_clock_survive_a_checkpoint(tmp_path):
 
 
 def test_checkpoint_helpers_find_best_and_last_and_load_weights(tmp_path):
-    from leedl_cli.checkpoints import (CheckpointNotFoundError, best_checkpoint, checkpoint_file, last_checkpoint,
-                                       load_model_weights, run_dir_of)
+    from leedl_cli.checkpoints import (
+        CheckpointNotFoundError,
+        best_checkpoint,
+        checkpoint_file,
+        last_checkpoint,
+        load_model_weights,
+        run_dir_of,
+    )
 
     def save(name, value, best=None):
         m = torch.nn.Linear(2, 1)
