@@ -207,9 +207,11 @@ def cmd_run(args: list[str]) -> int:
 
 TRANSLATE_USAGE = """usage: leedl translate RUN [SENTENCE ...] [--decode greedy|beam|sampling] [--beam-size N]
                        [--length-penalty A] [--temperature T] [--top-k K] [--top-p P]
-                       [--max-len-a A] [--max-len-b B] [--seed S]
+                       [--max-len-a A] [--max-len-b B] [--seed S] [--iterations K]
   RUN: a task=translation run directory (its best validation-BLEU checkpoint) or a .ckpt inside one.
   Decodes as the run's test did (its translation_model.json); an option given here changes that one setting.
+  A model=nat_transformer run decodes every position at once: --iterations K (1 = one pass, more = mask-predict)
+  is its only option.
   Without SENTENCE, one sentence per line is read from stdin; one translation per line is printed."""
 
 
@@ -225,7 +227,7 @@ def cmd_translate(args: list[str]) -> int:
     parser.add_argument("--decode", dest="strategy")      # the values are checked with the other settings
     for flag, kind in (("--beam-size", int), ("--length-penalty", float), ("--temperature", float),
                        ("--top-k", int), ("--top-p", float), ("--max-len-a", float), ("--max-len-b", int),
-                       ("--seed", int)):
+                       ("--seed", int), ("--iterations", int)):
         parser.add_argument(flag, type=kind)
     try:
         opts = parser.parse_args(args)
@@ -234,7 +236,9 @@ def cmd_translate(args: list[str]) -> int:
     if not Path(opts.run).exists():
         _die(f"{opts.run}: no such run directory or checkpoint (give a task=translation run's directory)")
     sentences = opts.sentences or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    changes = {k: v for k, v in vars(opts).items() if k not in ("run", "sentences")}
+    changes = {k: v for k, v in vars(opts).items() if k not in ("run", "sentences", "iterations")}
+    if opts.iterations is not None:
+        changes["nat_iterations"] = opts.iterations
     from leedl_cli.errors import LeedlError
     from leedl_cli.translate import translate
 

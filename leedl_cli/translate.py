@@ -8,11 +8,14 @@ A run writes `translation_model.json` (SPEC_FILE) when it starts fitting or test
 - `batch_size`: sentences per decoding batch (the test's `eval_batch_size`);
 - `decoding`: the test's decoding settings (leedl_cli.decoding.DecodeSettings: strategy and its options, the
   length limit `max_len_a * source length + max_len_b`, the sampling seed);
-- `weights_from`: the checkpoint a test-only run (`task.fit=false`) tested, when it has none of its own.
+- `weights_from`: the checkpoint a test-only run (`task.fit=false`) tested, when it has none of its own;
+- `nat`: for the non-autoregressive Transformer (model=nat_transformer), its decoding: `iterations` decoder passes
+  (1: one pass; more: mask-predict), with no search options (null for autoregressive models).
 
 `Translator.from_run(RUN)` rebuilds all of it and translates as the test did: sources encoded the same way,
 batched by source length `batch_size` at a time, decoded by `leedl_cli.decoding.decode_sources` with the same
-settings unless the caller changes some. So the run's test sources, given in test-file order, come back as the
+settings unless the caller changes some (a non-autoregressive run: leedl_cli.nat_decoding.decode_nat with the
+run's `nat_iterations`, which is the one thing a caller may change). So the run's test sources, given in test-file order, come back as the
 lines of its `predictions_test.txt`. `leedl translate` and `translate()` are the command and the Python call.
 """
 from __future__ import annotations
@@ -28,6 +31,7 @@ from leedl_cli.checkpoints import CheckpointNotFoundError, checkpoint_file, load
 from leedl_cli.data.parallel_format import decoding_batches, encode_sources
 from leedl_cli.decoding import DecodeSettings, decode_sources
 from leedl_cli.errors import LeedlError
+from leedl_cli.nat_decoding import decode_nat
 
 SPEC_FILE = "translation_model.json"
 SPEC_FORMAT = 2
@@ -38,7 +42,7 @@ FORMAT1_BATCH_SIZE = 64
 
 
 def write_spec(run_dir: Path, model, src_vocab, tgt_vocab, decoding: DecodeSettings, source_max_length: int,
-               batch_size: int, weights_from: str | None = None) -> Path:
+               batch_size: int, weights_from: str | None = None, nat: dict | None = None) -> Path:
     """The run's vocabularies and SPEC_FILE: everything `Translator.from_run` needs besides the weights."""
     run_dir = Path(run_dir)
     src_vocab.save(run_dir / VOCAB_FILES["source"])
@@ -52,6 +56,7 @@ def write_spec(run_dir: Path, model, src_vocab, tgt_vocab, decoding: DecodeSetti
         "batch_size": int(batch_size),
         "decoding": decoding.as_dict(),
         "weights_from": weights_from,
+        "nat": nat,
     })
 
 
@@ -69,6 +74,7 @@ class TranslationSpec:
     batch_size: int
     decoding: DecodeSettings
     weights_from: str | None
+    nat: dict | None = None
 
     @classmethod
     def read(cls, run_dir: Path) -> "TranslationSpec":
@@ -93,17 +99,18 @@ class TranslationSpec:
             raise LeedlError(f"{run_dir}: {', '.join(missing)} missing (the run's vocabularies); the run directory "
                              f"is incomplete")
         return cls(run_dir, model["target"], dict(model["kwargs"]), files["source"], files["target"],
-                   vocabs.get("kind", "bpe"), int(max_length), int(batch_size), decoding, spec.get("weights_from"))
+                   vocabs.get("kind", "bpe"), int(max_length), int(batch_size), decoding, spec.get("weights_from"),
+                   spec.get("nat"))
 
 
 class Translator:
     """A trained seq2seq model with its vocabularies and decoding settings; `translate(sentences)`."""
 
     def __init__(self, model, src_vocab, tgt_vocab, decoding: DecodeSettings, source_max_length: int,
-                 batch_size: int, checkpoint: Path | None = None) -> None:
+                 batch_size: int, checkpoint: Path | None = None, nat_iterations: int | None = None) -> None:
         self.model, self.src_vocab, self.tgt_vocab = model.eval(), src_vocab, tgt_vocab
         self.decoding, self.source_max_length, self.batch_size = decoding, int(source_max_length), int(batch_size)
-        self.checkpoint = checkpoint
+        self.checkpoint, self.nat_iterations = checkpoint, nat_iterations
 
     @classmethod
     def from_run(cls, run_dir_or_ckpt) -> "Translator":
@@ -126,20 +133,37 @@ class Translator:
         load_model_weights(model, ckpt)
         return cls(model, Vocabulary.load(spec.source_vocab, spec.vocab_kind),
                    Vocabulary.load(spec.target_vocab, spec.vocab_kind), spec.decoding, spec.source_max_length,
-                   spec.batch_size, ckpt)
+                   spec.batch_size, ckpt, int(spec.nat["iterations"]) if spec.nat else None)
 
     def translate(self, sentences: list[str], **changes) -> list[str]:
         """One translation per sentence, in order. `changes`: decoding options to use instead of the run's
         (`strategy`, `beam_size`, `length_penalty`, `temperature`, `top_k`, `top_p`, `max_len_a`, `max_len_b`,
-        `seed`; None keeps the run's)."""
+        `seed`; None keeps the run's). A non-autoregressive run takes `nat_iterations` only (decoder passes)."""
+        iterations = changes.pop("nat_iterations", None)
+        if self.nat_iterations is None and iterations is not None:
+            raise LeedlError("nat_iterations: this run's model is autoregressive; the decoder-pass count is for a "
+                             "model=nat_transformer run (give --decode/--beam-size/... instead)")
+        if self.nat_iterations is not None:
+            given = sorted(k for k, v in changes.items() if v is not None)
+            if given:
+                raise LeedlError(f"{', '.join(given)}: a non-autoregressive run (model=nat_transformer) decodes "
+                                 f"every position at once, with no search or sampling options; give nat_iterations "
+                                 f"(--iterations: 1 = one pass, more = mask-predict) or nothing")
+            if iterations is not None and int(iterations) < 1:
+                raise LeedlError(f"nat_iterations={iterations}: give 1 or more decoder passes")
         settings = self.decoding.replace(**changes)
         ids = encode_sources(self.src_vocab, list(sentences), self.source_max_length)
         pad, out = self.src_vocab.pad_token_id, [""] * len(ids)
         for batch in decoding_batches([len(x) for x in ids], self.batch_size):
             longest = max(len(ids[i]) for i in batch)
             src = torch.tensor([ids[i] + [pad] * (longest - len(ids[i])) for i in batch])
-            hyps = decode_sources(self.model, src, pad, self.tgt_vocab.bos_token_id, self.tgt_vocab.eos_token_id,
-                                  settings)
+            if self.nat_iterations is not None:
+                v = self.tgt_vocab
+                hyps = decode_nat(self.model, src, pad, int(iterations or self.nat_iterations),
+                                  banned=(pad, v.bos_token_id, v.eos_token_id, v.mask_token_id))
+            else:
+                hyps = decode_sources(self.model, src, pad, self.tgt_vocab.bos_token_id,
+                                      self.tgt_vocab.eos_token_id, settings)
             for i, hyp in zip(batch, hyps):
                 out[i] = self.tgt_vocab.decode(hyp)
         return out

@@ -168,11 +168,39 @@ def test_book_run_skips_what_it_cannot_run(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "book/book.json").read_text()) == state
 
 
+def test_book_run_keeps_k_slots_busy_and_waits_for_what_a_preset_reads(tmp_path, monkeypatch):
+    import leedl_cli.book.run as book_run
+
+    monkeypatch.setattr(book_run, "missing_data", lambda tasks, root: [])
+    seen: list[tuple[str, int]] = []
+
+    def fake(preset, where, continuing, opts, reads, jobs=None):
+        seen.append((preset.name, jobs))
+        return [sys.executable, "-c", "import time; time.sleep(0.4)"]
+
+    monkeypatch.setattr(book_run, "command", fake)
+    presets = read_presets(names=["own_pretraining", "own_pretraining_mlm", "momentum", "mc_vs_td"])
+    lines: list[str] = []
+    state = run_book(presets, Options(out=tmp_path / "book", budget="smoke", jobs=2), lines.append, poll_s=0.05)
+    events = [(line.split("] ")[1].split(":")[0], "started" if ": started" in line else "ended")
+              for line in lines if line.startswith("[")]
+    # two at a time: the second preset starts before the first ends
+    assert events[:2] == [(events[0][0], "started"), (events[1][0], "started")]
+    # own_pretraining reads own_pretraining_mlm's model: it starts only after that one ended
+    assert events.index(("own_pretraining", "started")) > events.index(("own_pretraining_mlm", "ended"))
+    assert all(jobs == 1 for _, jobs in seen) and len(seen) == 4   # smoke: one slot a preset
+    assert set(state) == {p.name for p in presets} and all(s["exit"] == 0 for s in state.values())
+    full = Options(out=tmp_path, budget="full", jobs=4)
+    by_name = {p.name: p for p in presets}
+    assert book_run.job_slots(by_name["momentum"], 2, 4, full.budget) == 2   # a sweep of two runs uses two slots
+    assert book_run.job_slots(by_name["mc_vs_td"], 1, 4, full.budget) == 1
+
+
 def test_book_run_command_lines(tmp_path):
     presets = {p.name: p for p in read_presets(names=["hpo_digits", "batch_size_gap", "mc_vs_td"])}
     smoke = Options(out=tmp_path, budget="smoke", jobs=2, threads=1, extra=["trainer.max_epochs=1"])
-    hpo = command(presets["hpo_digits"], tmp_path / "hpo_digits", False, smoke, {})
-    assert hpo[3:5] == ["run", "-m"]   # hpo_digits leaves hydra.mode to the command line
+    hpo = command(presets["hpo_digits"], tmp_path / "hpo_digits", False, smoke, {}, jobs=1)
+    assert hpo[3:5] == ["run", "-m"] and not any(a.startswith("hydra/launcher") for a in hpo)   # hpo_digits leaves hydra.mode to the command line
     assert "hydra.sweeper.n_trials=2" in hpo and "debug=smoke" in hpo and "seed=0" not in hpo
     gap = command(presets["batch_size_gap"], tmp_path / "gap", True, smoke, {})
     assert {"seed=0", "skip_done=true", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "threads=1",

@@ -210,6 +210,16 @@ def test_distillation_replaces_the_training_targets_with_the_teachers_and_caches
     assert kept.texts["train"] == plain.texts["train"]
 
 
+def test_translate_refuses_decoder_passes_for_an_autoregressive_run(tmp_path):
+    from leedl_cli.errors import LeedlError
+    from leedl_cli.translate import Translator
+
+    translator = Translator.from_run(untrained_run(tmp_path / "run", tmp_path / "data"))
+    assert translator.nat_iterations is None
+    with pytest.raises(LeedlError, match="nat_iterations: this run's model is autoregressive"):
+        translator.translate(["ein hund"], nat_iterations=2)
+
+
 def test_smoke_nat_distilled_mask_predict_with_speed(run_leedl, tmp_path):
     teacher = untrained_run(tmp_path / "teacher", tmp_path / "data")
     r = run_leedl(["task=translation", "model=nat_transformer", "debug=smoke", f"data_dir={tmp_path}/data",
@@ -224,6 +234,20 @@ def test_smoke_nat_distilled_mask_predict_with_speed(run_leedl, tmp_path):
     assert r["speed_sentences"] == 4
     lines = (Path(r["run_dir"]) / "predictions_test.txt").read_text().splitlines()
     assert len(lines) == 16
+    # `leedl translate` decodes the run as its test did: the spec records the decoder passes
+    import gzip
+
+    from leedl_cli.errors import LeedlError
+    from leedl_cli.translate import SPEC_FILE, Translator
+
+    assert json.loads((Path(r["run_dir"]) / SPEC_FILE).read_text())["nat"] == {"iterations": 2}
+    with gzip.open(tmp_path / "data" / "multi30k" / "test_2016_flickr.de.gz", "rt") as f:
+        sources = [line.strip() for line in f]
+    translator = Translator.from_run(r["run_dir"])
+    assert translator.translate(sources) == lines
+    assert len(translator.translate(sources[:3], nat_iterations=1)) == 3
+    with pytest.raises(LeedlError, match="beam_size, strategy: a non-autoregressive run"):
+        translator.translate(sources[:1], strategy="beam", beam_size=3)
 
 
 # ---- a pinned toy run: word-for-word toy language, one pass and mask-predict ----------------------------------------

@@ -15,8 +15,9 @@ USAGE = """usage: leedl book plan [--chapter N] [--preset NAME ...] [--dir DIR] 
 
   plan    one row per preset of conf/experiment/: its section of the book, claims, runs, time (measured, else an
           estimate), whether it has been measured, and the command that runs it
-  run     run the presets not yet measured (all of them with --all), K jobs at a time (Hydra's joblib launcher),
-          each into DIR/<preset> (default DIR: outputs/book, outputs/book-smoke for --budget smoke); resumable:
+  run     run the presets not yet measured (all of them with --all), K jobs at a time: a preset takes the free
+          slots its sweep can use (Hydra's joblib launcher), the next starts when one frees (at --budget smoke one
+          slot a preset, its sweep in one process); each into DIR/<preset> (default DIR: outputs/book, outputs/book-smoke for --budget smoke); resumable:
           run it again to continue. --budget smoke: debug=smoke and one seed, the whole book in minutes
   report  one Markdown page per chapter, an index, claims.json and book.html (every plot embedded) from the runs
           under DIR (default: outputs/), written to OUT (default: docs/results)"""

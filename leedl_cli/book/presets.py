@@ -235,12 +235,17 @@ def per_run_estimate(preset: Preset) -> tuple[float | None, str]:
     return None, "no time known"
 
 
+def needs_of(presets: list[Preset]) -> dict[str, set[str]]:
+    """{preset: the presets whose run directory it reads from} (own_pretraining reads own_pretraining_mlm's)."""
+    writers = {p.run_dir: p.name for p in presets if p.run_dir}
+    return {p.name: {w for d, w in writers.items() for v in p.reads.values() if v.startswith(d) and w != p.name}
+            for p in presets}
+
+
 def order_by_needs(presets: list[Preset]) -> list[Preset]:
     """The presets with each one after the presets whose run directory it reads from (e.g. own_pretraining after
     own_pretraining_mlm); otherwise in the book's order."""
-    writers = {p.run_dir: p.name for p in presets if p.run_dir}
-    after = {p.name: {w for d, w in writers.items() for v in p.reads.values() if v.startswith(d) and w != p.name}
-             for p in presets}
+    after = needs_of(presets)
     done: list[Preset] = []   # a cycle (none today) runs in the book's order
     pending = list(presets)
     while pending:

@@ -5,6 +5,11 @@ half-way is continued in its own sweep directory with `skip_done=true`; a preset
 DIR/book.json (its exit status and log) and the others go on. Presets whose data sets are absent, or that need a
 value only the user can give (`???`, e.g. decoding_strategies' trained model), are skipped with the reason.
 
+K jobs run at a time. A preset takes the free job slots its sweep can use (a sweep of several runs goes through
+Hydra's joblib launcher) and the next preset starts as soon as a slot is free; at the smoke budget, where starting a
+process costs more than the runs, every preset takes one slot and runs its sweep in one process. A preset that reads
+another preset's run waits for it.
+
 Every preset goes to its own directory DIR/<preset> (DIR/<preset>.2, ... for a fresh measurement with --all); the
 runs record the preset (`choices.experiment`), which is how `leedl book report` finds them. K jobs of a sweep run
 at a time through Hydra's joblib launcher. A preset that reads what another preset wrote under
@@ -22,7 +27,7 @@ from typing import Callable
 
 from leedl_cli.atomic import write_json_atomic
 from leedl_cli.book.plan import Row, duration, row
-from leedl_cli.book.presets import Preset, order_by_needs
+from leedl_cli.book.presets import Preset, needs_of, order_by_needs
 from leedl_cli.book.records import FULL, SMOKE, by_preset, load
 
 STATE_FILE = "book.json"
@@ -62,8 +67,10 @@ def slots(out: Path, name: str) -> list[Path]:
     return found
 
 
-def command(preset: Preset, where: Path, continuing: bool, opts: Options, reads: dict[str, str]) -> list[str]:
-    """The `leedl run` command line of one preset."""
+def command(preset: Preset, where: Path, continuing: bool, opts: Options, reads: dict[str, str],
+            jobs: int | None = None) -> list[str]:
+    """The `leedl run` command line of one preset, its sweep `jobs` runs at a time (default: --jobs)."""
+    jobs = opts.jobs if jobs is None else jobs
     args = [sys.executable, "-m", "leedl_cli.cli", "run", f"experiment={preset.name}", f"output_root={opts.out}"]
     if opts.threads:
         args.append(f"threads={opts.threads}")
@@ -72,8 +79,8 @@ def command(preset: Preset, where: Path, continuing: bool, opts: Options, reads:
         args.append(f"hydra.sweep.dir={where}")
         if continuing:
             args.append("skip_done=true")
-        if opts.jobs > 1:
-            args += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={opts.jobs}"]
+        if jobs > 1:
+            args += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"]
     else:
         args.append(f"hydra.run.dir={where}")
     if opts.budget == SMOKE:
@@ -112,7 +119,23 @@ def why_not(preset: Preset, r: Row, opts: Options, data_root: Path) -> str | Non
     return None
 
 
-def run_book(presets: list[Preset], opts: Options, say: Callable[[str], None]) -> dict:
+def job_slots(preset: Preset, runs: int, free: int, budget: str) -> int:
+    """How many of the `free` job slots a preset takes: one at the smoke budget, else as many as its runs can use."""
+    return 1 if budget == SMOKE or not preset.multirun else max(1, min(free, runs))
+
+
+@dataclass
+class _Running:
+    preset: Preset
+    index: int
+    where: Path
+    jobs: int
+    started: float
+    process: subprocess.Popen
+    log: object
+
+
+def run_book(presets: list[Preset], opts: Options, say: Callable[[str], None], poll_s: float = 0.5) -> dict:
     """Run the presets; returns the state written to DIR/book.json ({preset: what happened})."""
     from leedl_cli.paths import default_data_dir
 
@@ -129,50 +152,101 @@ def run_book(presets: list[Preset], opts: Options, say: Callable[[str], None]) -
         except ValueError:
             state = {}
     ordered = order_by_needs(presets)
+    index = {p.name: i for i, p in enumerate(ordered, 1)}
+    needs = needs_of(presets)
     measured = by_preset(load([opts.out]))
     rows = {p.name: row(p, measured, opts.budget) for p in ordered}
-    todo = [p for p in ordered if why_not(p, rows[p.name], opts, data_root) is None]
+    todo: list[Preset] = []
+    for preset in ordered:
+        reason = why_not(preset, rows[preset.name], opts, data_root)
+        if reason is None:
+            todo.append(preset)
+            continue
+        if reason.startswith("skipped"):
+            state[preset.name] = {"status": "skipped", "why": reason, "budget": opts.budget}
     estimate_left = sum(rows[p.name].seconds or 0.0 for p in todo) / max(1, opts.jobs)
-    say(f"leedl book run: {len(todo)} of {len(ordered)} presets to run ({opts.budget} budget) into {opts.out}; "
-        f"about {duration(estimate_left)} by the estimates")
+    say(f"leedl book run: {len(todo)} of {len(ordered)} presets to run ({opts.budget} budget, {opts.jobs} job(s) at "
+        f"a time) into {opts.out}; about {duration(estimate_left)} by the estimates")
+    for preset in ordered:
+        if preset not in todo:
+            say(f"[{index[preset.name]}/{len(ordered)}] {preset.name}: "
+                f"{state.get(preset.name, {}).get('why') or why_not(preset, rows[preset.name], opts, data_root)}")
     spent = estimated = 0.0
     started_all = time.time()
-    for i, preset in enumerate(ordered, 1):
-        r = rows[preset.name]
-        reason = why_not(preset, r, opts, data_root)
-        if reason is not None:
-            say(f"[{i}/{len(ordered)}] {preset.name}: {reason}")
-            if reason.startswith("skipped"):
-                state[preset.name] = {"status": "skipped", "why": reason, "budget": opts.budget}
-            continue
+    running: list[_Running] = []
+    pending = list(todo)
+
+    def start(preset: Preset, jobs: int) -> None:
         used = slots(opts.out, preset.name)
         continuing = bool(used) and preset.multirun and not opts.again
         where = used[-1] if continuing else opts.out / (preset.name if not used else f"{preset.name}.{len(used) + 1}")
-        args = command(preset, where, continuing, opts, rewired(preset, presets, measured, opts.budget))
-        log_path = opts.out / "logs" / f"{preset.name}.log"
-        t0 = time.time()
-        with open(log_path, "a") as log:
-            log.write(f"\n$ {' '.join(args[2:])}\n")
-            log.flush()
-            code = subprocess.call(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
-        took = time.time() - t0
-        measured = by_preset(load([opts.out]))
-        found = measured.get((preset.name, opts.budget))
+        args = command(preset, where, continuing, opts,
+                       rewired(preset, presets, by_preset(load([opts.out])), opts.budget), jobs=jobs)
+        log = open(opts.out / "logs" / f"{preset.name}.log", "a")
+        log.write(f"\n$ {' '.join(args[2:])}\n")
+        log.flush()
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+        running.append(_Running(preset, index[preset.name], where, jobs, time.time(), process, log))
+        say(f"[{index[preset.name]}/{len(ordered)}] {preset.name}: started ({rows[preset.name].runs} run(s), "
+            f"{jobs} at a time) -> {where}")
+
+    def finish(job: _Running, code: int) -> None:
+        nonlocal spent, estimated
+        job.log.close()
+        took = time.time() - job.started
+        r = rows[job.preset.name]
+        found = by_preset(load([opts.out])).get((job.preset.name, opts.budget))
         good, bad = (len(found.good), len(found.failed)) if found else (0, 0)
         status = "ok" if code == 0 and good >= r.runs else "failed"
-        state[preset.name] = {"status": status, "exit": code, "seconds": round(took, 1), "budget": opts.budget,
-                              "dir": str(where), "log": str(log_path), "runs_ok": good, "runs_failed": bad,
-                              "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        log_path = opts.out / "logs" / f"{job.preset.name}.log"
+        state[job.preset.name] = {"status": status, "exit": code, "seconds": round(took, 1), "budget": opts.budget,
+                                  "dir": str(job.where), "log": str(log_path), "runs_ok": good, "runs_failed": bad,
+                                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         write_json_atomic(state_path, state)
-        spent += took
-        estimated += (r.seconds or took) / max(1, min(opts.jobs, r.runs))
-        todo.remove(preset)
+        spent += took * job.jobs
+        estimated += r.seconds or took * job.jobs
         speed = min(5.0, max(0.2, spent / estimated)) if estimated else 1.0
-        left = speed * sum((rows[p.name].seconds or 0.0) / max(1, min(opts.jobs, rows[p.name].runs)) for p in todo)
+        left_work = sum(rows[p.name].seconds or 0.0 for p in pending)
+        left_work += sum(max(0.0, (rows[j.preset.name].seconds or 0.0) - (time.time() - j.started) * j.jobs)
+                         for j in running)
+        left = speed * left_work / max(1, opts.jobs)
         eta = time.strftime("%H:%M", time.localtime(time.time() + left))
-        say(f"[{i}/{len(ordered)}] {preset.name}: {status} — {good} of {r.runs} runs ok"
+        say(f"[{job.index}/{len(ordered)}] {job.preset.name}: {status} — {good} of {r.runs} runs ok"
             + (f", {bad} failed (log: {log_path})" if bad or status != "ok" else "")
-            + f", {duration(took)}; {len(todo)} left, ETA {duration(left)} ({eta})")
+            + f", {duration(took)}; {len(pending) + len(running)} left, ETA {duration(left)} ({eta})")
+
+    try:
+        while pending or running:
+            for job in list(running):
+                code = job.process.poll()
+                if code is not None:
+                    running.remove(job)
+                    finish(job, code)
+            free = opts.jobs - sum(j.jobs for j in running)
+            busy = {p.name for p in pending} | {j.preset.name for j in running}
+            for preset in list(pending):
+                if free < 1:
+                    break
+                if needs[preset.name] & (busy - {preset.name}):
+                    continue   # waits for the preset whose run it reads
+                jobs = job_slots(preset, rows[preset.name].runs, free, opts.budget)
+                pending.remove(preset)
+                start(preset, jobs)
+                free -= jobs
+            if running:
+                time.sleep(poll_s)
+    finally:
+        for job in running:   # interrupted: stop the runs (each records itself as stopped) and keep the state
+            job.process.terminate()
+        for job in running:
+            try:
+                job.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                job.process.kill()
+            job.log.close()
+            state[job.preset.name] = {"status": "stopped", "budget": opts.budget, "dir": str(job.where)}
+        if running:
+            write_json_atomic(state_path, state)
     say(f"leedl book run: done in {duration(time.time() - started_all)}; table: leedl book report {opts.out}")
     write_json_atomic(state_path, state)
     return state

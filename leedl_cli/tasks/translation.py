@@ -173,7 +173,11 @@ class Translation(LeedlTask):
 
         self._spec_written = True
         return write_spec(self.run_dir, self.model, self.src_vocab, self.tgt_vocab, self.decoding, self.max_length,
-                          self.eval_batch_size, self._loaded_from)
+                          self.eval_batch_size, self._loaded_from, self.spec_nat())
+
+    def spec_nat(self) -> dict | None:
+        """The non-autoregressive decoding the spec records (None: this task decodes autoregressively)."""
+        return None
 
     # ---- training ----------------------------------------------------------------------------
     def progress(self) -> float:

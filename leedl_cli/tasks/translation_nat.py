@@ -96,6 +96,9 @@ class NATTranslation(Translation):
             self.log(f"{stage}/length_loss", length_ce.detach(), batch_size=len(lengths))
         return ce + self.length_loss_weight * length_ce, ce, int(masked.sum())
 
+    def spec_nat(self) -> dict | None:
+        return {"iterations": self.iterations}
+
     def translate_ids(self, src: torch.Tensor, settings: DecodeSettings | None = None) -> list[list[int]]:
         """Target ids for a padded source batch: the predicted length, `nat_iterations` passes (no search)."""
         v = self.tgt_vocab
