@@ -15,6 +15,7 @@ OWN_SMOKE = {
     "cifar10": "test_chapter2_images.py", "contextual_embeddings": "test_contextual_embeddings.py",
     "dann": "test_dann.py", "error_surface": "test_chapter1_surfaces.py", "fashion_mnist": "test_chapter2_images.py",
     "go_policy": "test_chapter2_go.py", "go_selfplay": "test_go_selfplay.py", "gym": "test_rl_tasks.py",
+    "label_shift": "test_label_shift.py",
     "lm_pretrain": "test_gpt.py", "lunar_lander": "test_rl_tasks.py", "mc_vs_td": "test_rl_tasks.py",
     "minimum_ratio": "test_chapter1_minimum_ratio.py", "mlm_pretrain": "test_bert_smoke.py",
     "mnist": "test_chapter2_images.py", "nli": "test_nli.py", "pos_tagging": "test_pos_tagging.py",

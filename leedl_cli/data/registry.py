@@ -22,7 +22,7 @@ DATASETS: list[DataSet] = [
     DataSet("mnist", "MNIST handwritten digits, the four IDX .gz files",
             ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"],
-            "torchvision.datasets.MNIST(download=True) / yann.lecun.com/exdb/mnist", ["mnist", "dann"]),
+            "torchvision.datasets.MNIST(download=True) / yann.lecun.com/exdb/mnist", ["mnist", "dann", "label_shift"]),
     DataSet("fashion-mnist", "Fashion-MNIST (Zalando clothes), the four IDX .gz files",
             ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"],
