@@ -47,7 +47,11 @@ def claim(check, where=None, **kw):
     ("best", {"kind": "extreme", "high": True}),
     ("lowest", {"kind": "extreme", "high": False}),
     ("better than v2", {"kind": "order", "a": None, "op": ">", "b": "v2"}),
-    ("256 > 6000", {"kind": "order", "a": "256", "op": ">", "b": "6000"}),
+    ("256 > 6000", {"kind": "order", "a": "256", "op": ">", "b": "6000", "scale": 1.0, "shift": 0.0}),
+    ("nat > 3 * ar", {"kind": "order", "a": "nat", "op": ">", "b": "ar", "scale": 3.0, "shift": 0.0}),
+    ("nat > ar - 6", {"kind": "order", "a": "nat", "op": ">", "b": "ar", "scale": 1.0, "shift": -6.0}),
+    ("a < 0.5x b + 1", {"kind": "order", "a": "a", "op": "<", "b": "b", "scale": 0.5, "shift": 1.0}),
+    ("a > 0 * b", None),
     ("falls", {"kind": "trend", "up": False}),
     ("0.5-0.6", None), ("keeps changing sign", None), ("each best", None),
 ])
@@ -91,6 +95,20 @@ def test_order_verdicts_use_the_std_over_seeds(tmp_path):
                    claim("v1 < v3"),                          # 475 ± 7 below 498 ± 2
                    claim("v3 > v9"), x="opt")
     assert got == [HOLDS, FAILS, INCONCLUSIVE, HOLDS, HOLDS, NOT_MEASURED]
+
+
+def test_scaled_and_shifted_order_verdicts(tmp_path):
+    groups = {"nat": [300.0, 310.0, 305.0], "ar": [90.0, 92.0, 91.0], "bleu_nat": [31.0, 31.5], "bleu_ar": [36.0, 36.4]}
+    got = verdicts(tmp_path, groups,
+                   claim("nat > 3 * ar"),          # 305 ± 5 above 3 × (91 ± 1) = 273 ± 3
+                   claim("nat > 4 * ar"),          # below 364 ± 4
+                   claim("bleu_nat > bleu_ar - 6"),  # 31.25 above 30.2 ± 0.3
+                   claim("bleu_nat > bleu_ar - 5"),  # 31.25 ± 0.35 vs 31.2 ± 0.3: the bands overlap
+                   claim("ar < 0.5 * nat"), x="opt")
+    assert got == [HOLDS, FAILS, HOLDS, INCONCLUSIVE, HOLDS]
+    runs = report.load_runs(tmp_path / "sweep")
+    rows = report.book_rows(runs, report.report_config(runs))
+    assert "vs 3 × (ar: " in rows[0]["measured"] and rows[2]["measured"].endswith(") - 6")
 
 
 def test_best_worst_verdicts(tmp_path):

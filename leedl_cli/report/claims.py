@@ -17,6 +17,8 @@ A `check` is one of (V, T, x are numbers, 1e-3 and 0.5 both fine; A, B are value
     value      `V ± T` (or `V +- T`)   mean within T of V;  a bare `V` means V ± 1e-6·max(1, |V|)
     bound      `< x`, `<= x`, `> x`, `>= x`
     order      `A > B`, `A < B`         group A (runs with by=A) above / below group B
+               `A > k * B`, `A > B - d`, `A < k * B + d`   ... than group B scaled by k > 0 and/or shifted by d
+                                        (NAT at least 3 times as fast: `nat > 3 * ar`; within 6 BLEU: `nat > ar - 6`)
                `better than B`, `worse than B`   the group chosen by `where` above / below group B
                `best`, `worst` (= `highest`, `lowest`)   the `where` group above / below every other group of `by`
     trend      `falls`, `rises`         the means fall / rise as `by` grows (numeric order of its values)
@@ -49,7 +51,8 @@ from leedl_cli.report.runs import fmt, matches, mean_std, metric, run_value, sam
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_MEASURED = "holds", "does not hold", "inconclusive", "not measured"
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-CHECK_FORMS = ("`V ± T`, `V`, `< x`, `<= x`, `> x`, `>= x`, `A > B`, `A < B`, `better than B`, `worse than B`, "
+CHECK_FORMS = ("`V ± T`, `V`, `< x`, `<= x`, `> x`, `>= x`, `A > B`, `A < B`, `A > k * B`, `A > B - d`, "
+               "`better than B`, `worse than B`, "
                "`best`, `worst`, `highest`, `lowest`, `falls`, `rises`, `each <value or bound>`")
 
 
@@ -81,9 +84,13 @@ def parse_check(text: Any) -> dict | None:
     m = re.fullmatch(r"(better|worse) than (\S+)", t, flags=re.IGNORECASE)
     if m:
         return {"kind": "order", "a": None, "op": ">" if m[1].lower() == "better" else "<", "b": m[2]}
-    m = re.fullmatch(r"(\S+)\s*(>|<)\s*(\S+)", t)
+    m = re.fullmatch(rf"(\S+)\s*(>|<)\s*(?:({_NUM})\s*[*x×]\s*)?(\S+?)(?:\s+([-+])\s*({_NUM}))?", t)
     if m:
-        return {"kind": "order", "a": m[1], "op": m[2], "b": m[3]}
+        scale = float(m[3]) if m[3] else 1.0
+        if scale <= 0:
+            return None
+        shift = (float(m[6]) if m[5] == "+" else -float(m[6])) if m[5] else 0.0
+        return {"kind": "order", "a": m[1], "op": m[2], "b": m[4], "scale": scale, "shift": shift}
     return None
 
 
@@ -169,6 +176,14 @@ def _pick(groups: dict[str, list[float]], label: Any) -> tuple[str | None, list[
     return None, []
 
 
+def _scaled(scale: float, shift: float, text: str) -> str:
+    """How group B enters an order check: `3 × (B: ...) - 6`, or B's text alone."""
+    if scale == 1.0 and shift == 0.0:
+        return text
+    out = f"{scale:g} × ({text})" if scale != 1.0 else f"({text})"
+    return out + (f" {'+' if shift > 0 else '-'} {abs(shift):g}" if shift else "")
+
+
 def _show(label: str, values: list[float]) -> str:
     mean, std = mean_std(values)
     return f"{label}: {fmt(mean, std, len(values))}"
@@ -214,10 +229,11 @@ def verdict(runs: list[dict], claim: dict, default_by: str | None = None) -> tup
         (ka, va), (kb, vb) = _pick(groups, a_label), _pick(groups, check["b"])
         if not va or not vb:
             return NOT_MEASURED, ""
-        a, b = _band(va), _band(vb)
+        scale, shift = check.get("scale", 1.0), check.get("shift", 0.0)
+        a, b = _band(va), tuple(scale * x + shift for x in _band(vb))
         if check["op"] == "<":
             a, b = b, a
-        shown = f"{_show(ka, va)} vs {_show(kb, vb)}"
+        shown = f"{_show(ka, va)} vs {_scaled(scale, shift, _show(kb, vb))}"
         return (HOLDS if _above(a, b) else FAILS if _above(b, a) else INCONCLUSIVE), shown
     # extreme: best / worst
     if by not in where:
