@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from leedl_cli.book.cli import book_main
-from leedl_cli.book.presets import read_presets, section_of
+from leedl_cli.book.presets import PresetError, read_presets, section_of
 from leedl_cli.book.records import by_preset, load
 from leedl_cli.book.run import Options, command, run_book
 from leedl_cli.paths import conf_dir
@@ -235,3 +235,77 @@ def test_book_run_smoke_of_one_preset_is_resumable(tmp_path):
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0 and "[1/1] momentum: done" in again.stdout
     assert len(list((tmp_path / "book").glob("momentum*"))) == 1
+
+
+def _preset(conf: Path, name: str, header: str, body: str) -> Path:
+    (conf / "experiment").mkdir(parents=True, exist_ok=True)
+    path = conf / "experiment" / f"{name}.yaml"
+    path.write_text(f"# @package _global_\n# {name} — chapter 2.1: {header}\n{body}")
+    return path
+
+
+def test_run_minutes_comes_before_the_header_and_max_time(tmp_path):
+    from leedl_cli.book.plan import GUESS, row
+    from leedl_cli.book.presets import per_run_estimate
+
+    conf = tmp_path / "conf"
+    timed = 'trainer:\n  max_time: "00:00:30:00"\n'
+    _preset(conf, "keyed", "about 8 min a run", timed + "report:\n  run_minutes: 12   # two at a time\n  x: seed\n")
+    _preset(conf, "header", "about 8 min a run", timed + "report:\n  x: seed\n")
+    _preset(conf, "budget", "nothing said", timed)
+    _preset(conf, "silent", "nothing said", "seed: 0\n")
+    _preset(conf, "small", "nothing said", "report:\n  run_minutes: 0.05\n")
+    _preset(conf, "inherits", "nothing said", "defaults:\n  - keyed\n  - _self_\nreport:\n  run_minutes: 3\n")
+    presets = {p.name: p for p in read_presets(conf)}
+    assert presets["keyed"].run_minutes == 12.0 and presets["inherits"].run_minutes == 3.0
+    assert per_run_estimate(presets["keyed"]) == (720.0, "2 cores")
+    assert per_run_estimate(presets["header"]) == (480.0, "header")
+    assert per_run_estimate(presets["budget"]) == (1800.0, "max_time")
+    assert per_run_estimate(presets["silent"]) == (None, "no time known")
+    assert per_run_estimate(presets["small"]) == (3.0, "2 cores")
+    assert per_run_estimate(presets["inherits"]) == (180.0, "2 cores")   # its own key wins over the included one's
+    assert row(presets["keyed"], {}).source == "estimate (2 cores: 12 min a run)"
+    assert row(presets["keyed"], {}).seconds == 720.0
+    assert row(presets["silent"], {}).source == GUESS
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "twelve", "true", ".nan", "[12]"])
+def test_a_bad_run_minutes_is_refused_naming_the_file(tmp_path, monkeypatch, capsys, value):
+    import leedl_cli.paths
+
+    conf = tmp_path / "conf"
+    path = _preset(conf, "bad", "nothing said", f"report:\n  run_minutes: {value}\n")
+    with pytest.raises(PresetError, match=r"bad\.yaml: report\.run_minutes=.*expected a positive number"):
+        read_presets(conf)
+    monkeypatch.setattr(leedl_cli.paths, "conf_dir", lambda: conf)
+    monkeypatch.setenv("LEEDL_OUTPUT_DIR", str(tmp_path / "no-outputs"))
+    assert book_main(["plan"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.strip().splitlines()) == 1 and str(path) in captured.err
+
+
+def test_every_preset_states_its_run_time():
+    """A preset must say what a run costs (report.run_minutes, or a header's "N min a run", or trainer.max_time):
+    the book's total is wrong when presets fall back to the 1-minute guess."""
+    from leedl_cli.book.plan import GUESS, row
+    from leedl_cli.book.presets import per_run_estimate
+
+    presets = read_presets()
+    unstated = [p.name for p in presets if per_run_estimate(p)[0] is None or row(p, {}).source == GUESS]
+    assert unstated == [], f"give these presets report.run_minutes: {unstated}"
+    keyed = {p.name: p.run_minutes for p in presets if p.run_minutes is not None}
+    assert len(keyed) >= 30 and all(m > 0 for m in keyed.values())
+    assert keyed["batch_size_gap_converged_fashion"] != keyed["batch_size_gap_converged"]   # not inherited
+
+
+def test_leedl_report_reads_a_record_with_run_minutes(tmp_path, capsys):
+    from leedl_cli.report.cli import report_main
+
+    for i, (batch, acc) in enumerate([(64, 0.97), (64, 0.971), (6000, 0.90), (6000, 0.91)]):
+        _record(tmp_path / f"runs/{i}", "batch_size_gap", [f"task.data.batch_size={batch}", f"seed={i % 2}"],
+                {"test/acc": acc}, report={"run_minutes": 0.2, "x": "task.data.batch_size", "metrics": ["test/acc"],
+                                           "book": [{"claim": "SB > LB", "metric": "test/acc", "book": "SB > LB",
+                                                     "check": "64 > 6000"}]})
+    assert report_main([str(tmp_path / "runs"), "--no-plots", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "SB > LB" in out and "holds" in out

@@ -1,6 +1,7 @@
 """`leedl book plan`: one row per preset of conf/experiment/: its section of the book, its claims, how many runs it
-makes, how long they take (measured, from the newest run records of the preset; else an estimate), whether it has
-been measured, and the command that runs it. Imports no torch or Lightning.
+makes, how long they take (measured, from the newest run records of the preset; else an estimate: the preset's
+report.run_minutes, its header's "N min a run" or its trainer.max_time), whether it has been measured, and the
+command that runs it. Imports no torch or Lightning.
 """
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from pathlib import Path
 from leedl_cli.book.presets import CHAPTERS, Preset, per_run_estimate
 from leedl_cli.book.records import FULL, SMOKE, Measured
 
-GUESS_S = 60.0          # a run's time when neither a measurement, the header nor trainer.max_time says
+GUESS_S = 60.0          # a run's time when no measurement, report.run_minutes, header nor trainer.max_time says
 SMOKE_PER_RUN_S = 4.0   # a debug=smoke run, without a measurement of its own
 SMOKE_START_S = 15.0    # starting one `leedl run` process (imports, config checks)
+GUESS = "estimate (a guess: 1 min a run; set report.run_minutes)"
 
 
 def duration(seconds: float | None) -> str:
@@ -63,7 +65,7 @@ def row(preset: Preset, measured: dict[tuple[str, str], Measured], budget: str =
         return Row(preset, found, runs, SMOKE_START_S + SMOKE_PER_RUN_S * runs, "estimate (smoke)")
     seconds, where = per_run_estimate(preset)
     if seconds is None:
-        return Row(preset, found, runs, GUESS_S * runs, "estimate (a guess: 1 min a run)")
+        return Row(preset, found, runs, GUESS_S * runs, GUESS)
     return Row(preset, found, runs, seconds * runs, f"estimate ({where}: {duration(seconds)} a run)")
 
 

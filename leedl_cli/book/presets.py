@@ -6,6 +6,10 @@ A preset's section of the book comes from `report.section` when it sets one, els
 `hydra.sweeper.params` (an Optuna search: `n_trials`); the tasks it trains come from its defaults list, a swept
 `task` and the swept `budget` options. A preset that includes another preset (`defaults: [other]`) is read on top
 of that one.
+
+What a run costs without a measurement: `report.run_minutes` (minutes one run takes on a 2-core CPU with threads=1,
+two runs at a time: an estimate of the cost, not a result), else a "N min a run" phrase of the header, else
+trainer.max_time.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ _CHAPTER = re.compile(r"\b(?:chapter|ch\.)\s*(\d+(?:\.\d+)*)", re.IGNORECASE)
 _PER_RUN = re.compile(r"(\d+(?:\.\d+)?)(?:-\d+(?:\.\d+)?)?\s*(s|min|h)\b(?: of training)?\s+(?:a|per|each)\s+"
                       r"(?:run|fine-tuning run|direction)", re.IGNORECASE)
 _UNIT = {"s": 1.0, "min": 60.0, "h": 3600.0}
+ESTIMATE_WHERE = "2 cores"   # where report.run_minutes applies: 2 CPU cores, threads=1, two runs at a time
 CHAPTERS = {
     1: "Optimisation: critical points, batch size and momentum, adaptive learning rates",
     2: "Convolutional networks",
@@ -55,6 +60,7 @@ class Preset:
     run_dir: str | None = None         # a run directory the preset fixes itself (hydra.run.dir)
     reads: dict[str, str] = field(default_factory=dict)   # key -> a path under ${output_root} another preset writes
     max_time_s: float | None = None    # trainer.max_time
+    run_minutes: float | None = None   # report.run_minutes: one run's estimated minutes (2 cores, two at a time)
     report: dict = field(default_factory=dict)
 
     @property
@@ -175,12 +181,25 @@ def _seconds(value: Any) -> float | None:
     return ((d * 24 + h) * 60 + m) * 60 + s
 
 
+def run_minutes(path: Path, report: dict) -> float | None:
+    """report.run_minutes, checked: a positive number of minutes (None when the preset sets none)."""
+    value = report.get("run_minutes")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise PresetError(f"{path}: report.run_minutes={value!r}: expected a positive number of minutes (what one "
+                          f"run takes on 2 CPU cores with threads=1, two runs at a time), e.g. run_minutes: 12")
+    return float(value)
+
+
 def read_preset(path: Path, conf: Path) -> Preset:
     lines = header(path)
     first = lines[0] if lines else ""
     name = path.stem
     data = resolved(path)
     report = data.get("report") or {}
+    if not isinstance(report, dict):
+        raise PresetError(f"{path}: report: expected a mapping (x, metrics, book, run_minutes, ...)")
     sweeper = (data.get("hydra") or {}).get("sweeper") or {}
     sweep, searched = sweep_values(sweeper.get("params") or {})
     trials = int(sweeper.get("n_trials", 0)) if searched or "n_trials" in sweeper else None
@@ -202,7 +221,8 @@ def read_preset(path: Path, conf: Path) -> Preset:
         missing=[k for k, v in leaves.items() if v == "???"],
         run_dir=((data.get("hydra") or {}).get("run") or {}).get("dir"),
         reads={k: v for k, v in leaves.items() if isinstance(v, str) and "${output_root}/" in v},
-        max_time_s=_seconds((data.get("trainer") or {}).get("max_time")), report=report)
+        max_time_s=_seconds((data.get("trainer") or {}).get("max_time")), run_minutes=run_minutes(path, report),
+        report=report)
 
 
 def read_presets(conf: Path | None = None, chapter: int | None = None, names: list[str] | None = None) -> list[Preset]:
@@ -225,8 +245,10 @@ def read_presets(conf: Path | None = None, chapter: int | None = None, names: li
 
 
 def per_run_estimate(preset: Preset) -> tuple[float | None, str]:
-    """(seconds a run takes, where that figure comes from) without a measurement: the header's "N min a run", else
-    the preset's trainer.max_time; (None, why) when neither says."""
+    """(seconds a run takes, where that figure comes from) without a measurement: report.run_minutes, else the
+    header's "N min a run", else the preset's trainer.max_time; (None, why) when none says."""
+    if preset.run_minutes is not None:
+        return preset.run_minutes * 60.0, ESTIMATE_WHERE
     found = _PER_RUN.search(preset.comment.replace("\n", " "))
     if found:
         return float(found[1]) * _UNIT[found[2].lower()], "header"
