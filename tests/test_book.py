@@ -190,6 +190,9 @@ def test_book_run_keeps_k_slots_busy_and_waits_for_what_a_preset_reads(tmp_path,
     assert events.index(("own_pretraining", "started")) > events.index(("own_pretraining_mlm", "ended"))
     assert all(jobs == 1 for _, jobs in seen) and len(seen) == 4   # smoke: one slot a preset
     assert set(state) == {p.name for p in presets} and all(s["exit"] == 0 for s in state.values())
+    # a second book run into the same folder keeps the first one's entries in book.json
+    run_book(read_presets(names=["pooling"]), Options(out=tmp_path / "book", budget="smoke"), lines.append, poll_s=0.05)
+    assert set(json.loads((tmp_path / "book/book.json").read_text())) == {p.name for p in presets} | {"pooling"}
     full = Options(out=tmp_path, budget="full", jobs=4)
     by_name = {p.name: p for p in presets}
     assert book_run.job_slots(by_name["momentum"], 2, 4, full.budget) == 2   # a sweep of two runs uses two slots

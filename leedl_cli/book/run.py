@@ -119,6 +119,23 @@ def why_not(preset: Preset, r: Row, opts: Options, data_root: Path) -> str | Non
     return None
 
 
+def save_state(path: Path, mine: dict) -> dict:
+    """Write this book run's entries into DIR/book.json, keeping the entries another book run into the same DIR
+    wrote meanwhile (read, update, replace atomically, under a lock); returns the whole state."""
+    import fcntl
+    import json
+
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            state = json.loads(path.read_text()) if path.is_file() else {}
+        except ValueError:
+            state = {}
+        state.update(mine)
+        write_json_atomic(path, state)
+    return state
+
+
 def job_slots(preset: Preset, runs: int, free: int, budget: str) -> int:
     """How many of the `free` job slots a preset takes: one at the smoke budget, else as many as its runs can use."""
     return 1 if budget == SMOKE or not preset.multirun else max(1, min(free, runs))
@@ -202,7 +219,7 @@ def run_book(presets: list[Preset], opts: Options, say: Callable[[str], None], p
         state[job.preset.name] = {"status": status, "exit": code, "seconds": round(took, 1), "budget": opts.budget,
                                   "dir": str(job.where), "log": str(log_path), "runs_ok": good, "runs_failed": bad,
                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        write_json_atomic(state_path, state)
+        save_state(state_path, state)
         spent += took * job.jobs
         estimated += r.seconds or took * job.jobs
         speed = min(5.0, max(0.2, spent / estimated)) if estimated else 1.0
@@ -246,7 +263,6 @@ def run_book(presets: list[Preset], opts: Options, say: Callable[[str], None], p
             job.log.close()
             state[job.preset.name] = {"status": "stopped", "budget": opts.budget, "dir": str(job.where)}
         if running:
-            write_json_atomic(state_path, state)
+            save_state(state_path, state)
     say(f"leedl book run: done in {duration(time.time() - started_all)}; table: leedl book report {opts.out}")
-    write_json_atomic(state_path, state)
-    return state
+    return save_state(state_path, state)
