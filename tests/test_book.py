@@ -97,6 +97,11 @@ def _md_anchors(text: str) -> set[str]:
 def test_book_report_writes_pages_whose_images_and_links_resolve(tmp_path, capsys):
     runs, out = tmp_path / "runs", tmp_path / "docs"
     _fake_runs(runs)
+    out.mkdir()
+    gap_claims = read_presets(names=["batch_size_gap"])[0].claims
+    failing, holding = gap_claims[2]["claim"], gap_claims[0]["claim"]
+    (out / "notes.yaml").write_text(json.dumps({"batch_size_gap": {failing: "the written toy data are too easy",
+                                                                   holding: "never shown: this claim holds"}}))
     assert book_main(["report", str(runs), "--out", str(out)]) == 0
     pages = {p.name: p.read_text() for p in out.glob("*.md")}
     assert sorted(pages) == ["chapter-1.md", "chapter-2.md", "chapter-3.md", "chapter-4.md", "chapter-5.md",
@@ -116,6 +121,10 @@ def test_book_report_writes_pages_whose_images_and_links_resolve(tmp_path, capsy
     assert "[pooling](chapter-2.md#preset-pooling)" in pages["index.md"]          # listed as not measured
     assert "**Not measured yet.** `leedl book run --preset pooling`" in pages["chapter-2.md"]
     assert "2 of 2 claims hold." in pages["chapter-1.md"] and "on CPU (trainer=cpu" in pages["chapter-1.md"]
+    # why a claim does not hold here: from notes.yaml, under the claims, only for claims that do not hold
+    assert f"- *{failing}* — does not hold here: the written toy data are too easy" in pages["chapter-1.md"]
+    assert "never shown" not in pages["chapter-1.md"]
+    assert gap[2]["why"] == "the written toy data are too easy" and gap[0]["why"] is None
     # every Markdown link and image resolves: files exist, anchors exist in their page
     for name, text in pages.items():
         for target in re.findall(r"\]\(([^)]+)\)", text):
@@ -138,6 +147,7 @@ def test_book_report_writes_pages_whose_images_and_links_resolve(tmp_path, capsy
     assert page.links and all(link.startswith("#") and link[1:] in page.ids for link in page.links)
     assert {f"chapter-{n}" for n in range(1, 8)} | {f"preset-{n}" for n in PRESETS} <= page.ids
     assert page.scripts == 1 and 'data-verdict="holds"' in html and 'data-verdict="fails"' in html
+    assert "does not hold here: the written toy data are too easy" in html
     assert "http" not in html.replace("http-equiv", "")
 
 

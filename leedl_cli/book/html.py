@@ -53,7 +53,7 @@ def _claims_table(claims: list[dict]) -> list[str]:
 
 
 def _preset(entry) -> list[str]:
-    from leedl_cli.book.report import ran_on
+    from leedl_cli.book.report import ran_on, why_lines
 
     p = entry.preset
     out = [f'<section id="{entry.anchor()}"><h3>{escape(p.section)} <code>{escape(p.name)}</code></h3>',
@@ -65,6 +65,9 @@ def _preset(entry) -> list[str]:
         out.append(f"<p class=muted>Ran: {escape(ran_on(entry))}.</p>")
     if entry.claims:
         out += _claims_table(entry.claims) + [f"<p>{escape(summary_line(entry.claims))}.</p>"]
+        whys = [line[2:] for line in why_lines(entry) if line]
+        if whys:
+            out.append("<ul>" + "".join(f"<li>{escape(w.replace('*', ''))}</li>" for w in whys) + "</ul>")
     if entry.problem:
         out.append(f"<p class=muted>Note: {escape(entry.problem.strip())}</p>")
     out += [f'<img alt="{escape(p.name)}: {escape(path.stem)}" src="{data_uri(path)}">' for path in entry.plots]

@@ -4,6 +4,8 @@ Runs are matched to presets by the preset each recorded (`choices.experiment`). 
 book's number or statement, the measured mean ± std with n, the verdict of leedl_cli.report.claims), its plots (the
 report package's plot functions), the command, and when and on what it ran. Written to OUT (docs/results/ by
 default): index.md, chapter-N.md, plots/<preset>/*.png, claims.json and book.html (one self-contained page).
+Why a claim does not hold here (model size, budget, data) is read from OUT/notes.yaml when it exists
+({preset: {claim text: why}}) and printed under the preset's claims for each claim whose verdict is not "holds".
 Only measurements count (`--budget smoke` reports debug=smoke runs instead, to check the code path).
 Imports no torch itself (a plot plugin a preset names may).
 """
@@ -34,6 +36,7 @@ class Entry:
     claims: list[dict] = field(default_factory=list)
     plots: list[Path] = field(default_factory=list)
     problem: str = ""        # a claim or plot that could not be made, in one line
+    notes: dict = field(default_factory=dict)   # claim text -> why it does not hold here (notes.yaml)
 
     @property
     def runs(self) -> list[dict]:
@@ -81,17 +84,37 @@ def draw(entry: Entry, cfg: dict, plot_dir: Path) -> list[Path]:
     return [p for p in paths if p.is_file() and p.suffix.lower() == ".png"]
 
 
-def build(presets: list[Preset], measured: dict, budget: str, out: Path, plots: bool = True) -> list[Entry]:
+def read_notes(path: Path) -> dict[str, dict[str, str]]:
+    """notes.yaml: {preset: {claim text: why it does not hold here}} (absent: no notes)."""
+    if not path.is_file():
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise LeedlError(f"{path}: not YAML ({str(err).splitlines()[0]}); fix or remove it") from err
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise LeedlError(f"{path}: expected {{preset: {{claim text: why}}}}")
+    return {str(k): {str(c): str(w) for c, w in v.items()} for k, v in data.items()}
+
+
+def build(presets: list[Preset], measured: dict, budget: str, out: Path, plots: bool = True,
+          notes: dict | None = None) -> list[Entry]:
     entries = []
+    notes = notes or {}
     for preset in presets:
         found = measured.get((preset.name, budget))
-        entry = Entry(preset, found if found and found.runs else None)
+        entry = Entry(preset, found if found and found.runs else None, notes=notes.get(preset.name, {}))
         cfg = _config(entry.runs, preset)
         try:
             entry.claims = book_rows(entry.runs, {**cfg, "book": cfg.get("book") or preset.claims})
         except LeedlError as err:
             entry.problem += f"claims not checked: {err}. "
             entry.claims = []
+        stale = set(entry.notes) - {c["claim"] for c in entry.claims}
+        if stale:
+            log.warning("book report: notes.yaml names claims %s has not: %s", preset.name, "; ".join(sorted(stale)))
         if plots and entry.measured:
             entry.plots = draw(entry, cfg, out / "plots" / preset.name)
         entries.append(entry)
@@ -137,12 +160,20 @@ def preset_section(entry: Entry, page_dir: Path) -> list[str]:
         lines += [f"Ran: {ran_on(entry)}.", ""]
     if entry.claims:
         lines += claim_table(entry.claims) + ["", f"{summary_line(entry.claims)}.", ""]
+        lines += why_lines(entry)
     elif not p.claims:
         lines += ["This preset states no claim to check: its tables and plots are the result.", ""]
     if entry.problem:
         lines += [f"Note: {entry.problem.strip()}", ""]
     lines += [f"![{p.name}: {path.stem}]({path.relative_to(page_dir).as_posix()})" for path in entry.plots]
     return lines + ([""] if entry.plots else [])
+
+
+def why_lines(entry: Entry) -> list[str]:
+    """Why each claim that does not hold (or is inconclusive) here does not, from notes.yaml."""
+    whys = [(c["claim"], c["verdict"], entry.notes[c["claim"]]) for c in entry.claims
+            if c["verdict"] in (FAILS, INCONCLUSIVE) and c["claim"] in entry.notes]
+    return [f"- *{claim}* — {verdict} here: {why}" for claim, verdict, why in whys] + ([""] if whys else [])
 
 
 def chapter_claims(entries: list[Entry]) -> list[dict]:
@@ -193,6 +224,7 @@ def claims_json(entries: list[Entry], budget: str) -> dict:
             rows.append({"chapter": e.preset.chapter, "section": e.preset.section, "preset": e.preset.name,
                          "claim": c["claim"], "metric": c["metric"], "where": c["where"], "book": c["book"],
                          "check": c["check"], "measured": c["measured"], "verdict": c["verdict"] or None,
+                         "why": e.notes.get(c["claim"]) if c["verdict"] in (FAILS, INCONCLUSIVE) else None,
                          "runs": len(e.runs), "budget": e.measured.budget if e.measured else None})
     counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
     return {"budget": budget, "summary": summary_line(chapter_claims(entries)), "counts": counts, "claims": rows}
@@ -204,7 +236,7 @@ def write_book(presets: list[Preset], measured: dict, out: Path, source: str, bu
     from leedl_cli.book.html import html_page
 
     out.mkdir(parents=True, exist_ok=True)
-    entries = build(presets, measured, budget, out, plots)
+    entries = build(presets, measured, budget, out, plots, read_notes(out / "notes.yaml"))
     by_chapter: dict[int, list[Entry]] = {}
     for e in entries:
         by_chapter.setdefault(e.preset.chapter, []).append(e)
