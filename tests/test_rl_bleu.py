@@ -8,6 +8,7 @@ from translation_runs import untrained_run
 
 from leedl_cli.models.seq2seq import Seq2SeqTransformer
 from leedl_cli.tasks.translation_rl import (
+    leave_one_out,
     reinforce_loss,
     self_critical_loss,
     sentence_bleus,
@@ -63,6 +64,21 @@ def test_sentence_bleu_is_smoothed_and_self_critical_reports_its_parts():
     assert stats["reward"] == pytest.approx(stats["sample_bleu"] - stats["baseline"])
 
 
+def test_leave_one_out_baseline_centres_each_sources_advantages():
+    rewards = torch.tensor([10.0, 20.0, 30.0, 0.0, 0.0, 6.0])   # two sources, three samples each
+    base = leave_one_out(rewards, 3)
+    assert base.tolist() == [25.0, 20.0, 15.0, 3.0, 3.0, 0.0]
+    advantages = (rewards - base).view(2, 3)
+    assert torch.allclose(advantages.sum(1), torch.zeros(2))   # some samples pushed up, some down, per source
+    m = tiny_model()
+    torch.manual_seed(1)
+    src = torch.tensor([[9, 10, 11, EOS], [12, 13, EOS, PAD]])
+    loss, stats = self_critical_loss(m, src, ["x y", "z"], lambda ids: " ".join(map(str, ids)), BOS, EOS, PAD, [5, 4],
+                                     baseline="mean", samples=3)
+    assert loss.requires_grad and stats["reward"] == pytest.approx(0.0, abs=1e-9)
+    assert stats["baseline"] == pytest.approx(stats["sample_bleu"])
+
+
 def test_self_critical_needs_weights_and_is_one_choice(compose_cfg):
     from typing import get_args, get_type_hints
 
@@ -78,6 +94,9 @@ def test_self_critical_needs_weights_and_is_one_choice(compose_cfg):
                for line in found), found
     found = problems(compose_cfg(["task=translation", "task.module.rl_weight=1.5"]))
     assert any(line.startswith("task.module.rl_weight=1.5: ") for line in found), found
+    found = problems(compose_cfg(["task=translation", "task.module.rl_baseline=mean"]))
+    assert any(line.startswith("task.module.rl_samples=1: rl_baseline=mean needs") for line in found), found
+    assert problems(compose_cfg(["task=translation", "task.module.rl_baseline=mean", "task.module.rl_samples=4"])) == []
 
 
 def test_rl_bleu_preset_composes_and_validates(compose_cfg):
@@ -96,10 +115,11 @@ def test_smoke_self_critical_from_a_runs_weights(run_leedl, tmp_path):
     teacher = untrained_run(tmp_path / "start", tmp_path / "data")
     r = run_leedl(["task=translation", "debug=smoke", f"data_dir={tmp_path}/data", "seed=0", "threads=1",
                    "task.module.objective=self_critical", f"task.module.weights_from={teacher}",
-                   "model.num_encoder_layers=1", "model.num_decoder_layers=1", "model.num_heads=2", "model.d_ff=64",
+                   "task.module.rl_baseline=mean", "task.module.rl_samples=2", "model.num_encoder_layers=1", "model.num_decoder_layers=1", "model.num_heads=2", "model.d_ff=64",
                    "model.dropout=0.0", "task.module.speed_sentences=4", "task.module.attention_plot=false"])
     assert r["status"] == "ok", r.get("error")
     m = r["metrics"]
     assert {"train/reward", "train/baseline", "train/sample_bleu", "test/bleu", "test/repeat_rate",
             "test/sent_per_s_b1", "test/sent_per_s_b64"} <= set(m)
     assert r["weights_from"].endswith("last.ckpt") and r["val_bleu_curve"][0]["step"] > 0
+    assert m["train/reward"] == pytest.approx(0.0, abs=1e-6)   # leave-one-out: the advantages sum to zero

@@ -64,6 +64,7 @@ from leedl_cli.decoding import (
 from leedl_cli.errors import LeedlError
 from leedl_cli.nat_decoding import repeat_rate, sentences_per_second
 from leedl_cli.tasks.base import LeedlTask
+from leedl_cli.tasks.translation_rl import RLBaseline
 
 log = logging.getLogger(__name__)
 Schedule = Literal["none", "linear", "inverse_sigmoid", "exponential"]
@@ -124,7 +125,8 @@ class Translation(LeedlTask):
                  max_len_b: MaxLenB = 10, decode_seed: int = 0, val_bleu: bool = True,
                  val_bleu_sentences: Annotated[int, AtLeastOne] | None = None, attention_plot: bool = True,
                  weights_from: str | None = None, objective: Objective = "cross_entropy",
-                 rl_weight: Annotated[float, Probability] = 0.9,
+                 rl_weight: Annotated[float, Probability] = 0.9, rl_baseline: RLBaseline = "greedy",
+                 rl_samples: Annotated[int, AtLeastOne] = 1,
                  speed_sentences: Annotated[int, NonNegative] = 0) -> None:
         super().__init__(model, optimizer, scheduler, run_dir=run_dir)
         self.pad, self.src_vocab, self.tgt_vocab = int(pad_token_id), src_vocab, tgt_vocab
@@ -139,6 +141,7 @@ class Translation(LeedlTask):
         self.val_bleu, self.attention_plot, self.weights_from = bool(val_bleu), bool(attention_plot), weights_from
         self.val_bleu_sentences = None if val_bleu_sentences is None else int(val_bleu_sentences)
         self.objective, self.rl_weight, self.speed_sentences = objective, float(rl_weight), int(speed_sentences)
+        self.rl_baseline, self.rl_samples = rl_baseline, int(rl_samples)
         self._train_references: list[str] | None = None
         self._eval: dict[str, dict] = {}
         self._train_tokens = 0
@@ -152,10 +155,12 @@ class Translation(LeedlTask):
 
     @classmethod
     def config_problems(cls, options: dict) -> list[str]:
-        """Self-critical training starts from a trained model."""
+        """Self-critical training starts from a trained model; the leave-one-out baseline needs 2+ samples."""
         if options.get("objective") == "self_critical" and not options.get("weights_from"):
             return ["objective=self_critical: expected task.module.weights_from=<a trained task=translation run "
                     "directory or .ckpt> (from random weights sampled and greedy translations both score ~0 BLEU)"]
+        if options.get("rl_baseline") == "mean" and int(options.get("rl_samples") or 1) < 2:
+            return [f"rl_samples={options.get('rl_samples')}: rl_baseline=mean needs at least 2 samples a source"]
         return []
 
     # ---- set-up ------------------------------------------------------------------------------
@@ -226,19 +231,9 @@ class Translation(LeedlTask):
 
     def self_critical(self, batch) -> torch.Tensor:
         """L_RL of a training batch (leedl_cli.tasks.translation_rl); logs reward, baseline and sample BLEU."""
-        from leedl_cli.tasks.translation_rl import self_critical_loss
+        from leedl_cli.tasks.translation_rl import batch_loss
 
-        if self._train_references is None:
-            self._train_references = self.references("train")
-        src = batch["src_ids"]
-        refs = [self._train_references[i] for i in batch["feature_index"].tolist()]
-        limits = [self.decoding.length_limit(int(n)) for n in (src != self.pad).sum(1).tolist()]
-        loss, stats = self_critical_loss(self.model, src, refs, self.tgt_vocab.decode, self.tgt_vocab.bos_token_id,
-                                         self.tgt_vocab.eos_token_id, self.pad, limits, self.bleu_tokenize)
-        if self.logs_this_step():
-            for key, value in stats.items():
-                self.log(f"train/{key}", value, on_step=True, on_epoch=False)
-        return loss
+        return batch_loss(self, batch)
 
     def training_step(self, batch, batch_idx):
         loss, _, n = self.loss(batch, "train")
