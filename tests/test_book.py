@@ -322,3 +322,34 @@ def test_leedl_report_reads_a_record_with_run_minutes(tmp_path, capsys):
     assert report_main([str(tmp_path / "runs"), "--no-plots", "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "SB > LB" in out and "holds" in out
+
+
+@pytest.mark.slow
+def test_a_stopped_book_run_stops_its_runs(tmp_path):
+    """SIGTERM to `leedl book run` ends the runs it started (no orphan keeps computing) and records them as stopped."""
+    import signal
+    import time
+
+    pid_file = tmp_path / "run.pid"
+    script = f"""
+import sys
+import leedl_cli.book.run as book_run
+from leedl_cli.book.presets import read_presets
+book_run.missing_data = lambda tasks, root: []
+book_run.command = lambda *a, **k: [sys.executable, "-c",
+    "import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"]
+book_run.run_book(read_presets(names=["momentum"]), book_run.Options(out=__import__("pathlib").Path({str(tmp_path / "book")!r}),
+                  budget="smoke"), print, poll_s=0.05)
+"""
+    book = subprocess.Popen([sys.executable, "-c", script])
+    for _ in range(300):
+        if pid_file.is_file() and pid_file.read_text():
+            break
+        time.sleep(0.1)
+    run_pid = int(pid_file.read_text())
+    book.send_signal(signal.SIGTERM)
+    assert book.wait(timeout=60) == 128 + signal.SIGTERM
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):
+        os.kill(run_pid, 0)
+    assert json.loads((tmp_path / "book/book.json").read_text())["momentum"]["status"] == "stopped"

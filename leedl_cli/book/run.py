@@ -232,6 +232,14 @@ def run_book(presets: list[Preset], opts: Options, say: Callable[[str], None], p
             + (f", {bad} failed (log: {log_path})" if bad or status != "ok" else "")
             + f", {duration(took)}; {len(pending) + len(running)} left, ETA {duration(left)} ({eta})")
 
+    def stop(signum, frame):   # `kill` of the book run stops its runs too (the finally below), not only itself
+        raise SystemExit(128 + signum)
+
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, stop) if main else None
     try:
         while pending or running:
             for job in list(running):
@@ -264,5 +272,7 @@ def run_book(presets: list[Preset], opts: Options, say: Callable[[str], None], p
             state[job.preset.name] = {"status": "stopped", "budget": opts.budget, "dir": str(job.where)}
         if running:
             save_state(state_path, state)
+        if main:
+            signal.signal(signal.SIGTERM, before)
     say(f"leedl book run: done in {duration(time.time() - started_all)}; table: leedl book report {opts.out}")
     return save_state(state_path, state)
