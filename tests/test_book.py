@@ -148,6 +148,12 @@ def test_book_report_writes_pages_whose_images_and_links_resolve(tmp_path, capsy
     assert {f"chapter-{n}" for n in range(1, 8)} | {f"preset-{n}" for n in PRESETS} <= page.ids
     assert page.scripts == 1 and 'data-verdict="holds"' in html and 'data-verdict="fails"' in html
     assert "does not hold here: the written toy data are too easy" in html
+    # --link-plots: the same page with the plots/ files linked instead of embedded (small enough for git)
+    assert book_main(["report", str(runs), "--out", str(out), "--link-plots"]) == 0
+    linked = _Page()
+    linked.feed((out / "book.html").read_text())
+    assert len(linked.images) == len(page.images) and all((out / src).is_file() for src in linked.images)
+    assert len((out / "book.html").read_bytes()) < len(html) / 3
     assert "http" not in html.replace("http-equiv", "")
 
 

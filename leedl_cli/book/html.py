@@ -2,11 +2,14 @@
 
 Plots are embedded as base64 `data:image/png` URIs; a table of contents links to every chapter and preset; a few
 lines of inline JavaScript show only the claims with the verdicts ticked. No external file, font or script.
+With `leedl book report --link-plots` the images are the plots/ files beside the page instead (relative links):
+the page still opens from disk, stays small enough to keep in git (docs/results/ is written that way).
 """
 from __future__ import annotations
 
 import base64
 from html import escape
+from pathlib import Path
 
 from leedl_cli.book.presets import CHAPTERS
 from leedl_cli.book.records import FULL
@@ -42,6 +45,11 @@ def data_uri(path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
+def image_src(path: Path, page_dir: Path | None) -> str:
+    """The plot embedded as a data URI, or (page_dir given) its path relative to the page."""
+    return data_uri(path) if page_dir is None else path.relative_to(page_dir).as_posix()
+
+
 def _claims_table(claims: list[dict]) -> list[str]:
     out = ["<table><tr><th>claim</th><th>the book</th><th>measured (mean ± std, n)</th><th>verdict</th></tr>"]
     for c in claims:
@@ -52,7 +60,7 @@ def _claims_table(claims: list[dict]) -> list[str]:
     return out + ["</table>"]
 
 
-def _preset(entry) -> list[str]:
+def _preset(entry, page_dir: Path | None = None) -> list[str]:
     from leedl_cli.book.report import ran_on, why_lines
 
     p = entry.preset
@@ -70,11 +78,13 @@ def _preset(entry) -> list[str]:
             out.append("<ul>" + "".join(f"<li>{escape(w.replace('*', ''))}</li>" for w in whys) + "</ul>")
     if entry.problem:
         out.append(f"<p class=muted>Note: {escape(entry.problem.strip())}</p>")
-    out += [f'<img alt="{escape(p.name)}: {escape(path.stem)}" src="{data_uri(path)}">' for path in entry.plots]
+    out += [f'<img alt="{escape(p.name)}: {escape(path.stem)}" src="{image_src(path, page_dir)}">' for path in entry.plots]
     return out + ["</section>"]
 
 
-def html_page(by_chapter: dict, source: str, budget: str) -> str:
+def html_page(by_chapter: dict, source: str, budget: str, page_dir: Path | None = None) -> str:
+    """The whole book on one page: plots embedded (self-contained), or linked relative to `page_dir` (the page then
+    opens from disk beside its plots/ folder; a page kept in git stays small)."""
     everything = [e for es in by_chapter.values() for e in es]
     claims = [c for e in everything for c in e.claims]
     toc = ["<nav><b>Contents</b><ul>"]
@@ -97,6 +107,6 @@ def html_page(by_chapter: dict, source: str, budget: str) -> str:
         body.append(f'<h2 id="chapter-{chapter}">Chapter {chapter}: {escape(CHAPTERS[chapter])}</h2>')
         body.append(f"<p><b>{escape(summary_line(chapter_claims))}</b> over {len(entries)} presets.</p>")
         for e in entries:
-            body += _preset(e)
+            body += _preset(e, page_dir)
     return ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>leedl: the book, measured</title>"
             f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + f"\n<script>{SCRIPT}</script>\n</body></html>\n")

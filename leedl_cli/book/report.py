@@ -231,7 +231,7 @@ def claims_json(entries: list[Entry], budget: str) -> dict:
 
 
 def write_book(presets: list[Preset], measured: dict, out: Path, source: str, budget: str = FULL,
-               plots: bool = True) -> list[Path]:
+               plots: bool = True, embed: bool = True) -> list[Path]:
     """Write the pages; returns the paths written (index first)."""
     from leedl_cli.book.html import html_page
 
@@ -244,5 +244,6 @@ def write_book(presets: list[Preset], measured: dict, out: Path, source: str, bu
     for chapter, chapter_entries in by_chapter.items():
         written.append(write_text_atomic(out / f"chapter-{chapter}.md", chapter_page(chapter, chapter_entries, out)))
     written.append(write_json_atomic(out / "claims.json", claims_json(entries, budget)))
-    written.append(write_text_atomic(out / "book.html", html_page(by_chapter, source, budget)))
+    written.append(write_text_atomic(out / "book.html", html_page(by_chapter, source, budget,
+                                                                    None if embed else out)))
     return written
