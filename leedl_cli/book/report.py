@@ -42,6 +42,11 @@ class Entry:
     def runs(self) -> list[dict]:
         return self.measured.runs if self.measured else []
 
+    @property
+    def has_results(self) -> bool:
+        """Measured: at least one run of it ended ok (a preset whose runs were all stopped or failed is not)."""
+        return self.measured is not None and bool(self.measured.good)
+
     def anchor(self) -> str:
         return f"preset-{self.preset.name}"
 
@@ -206,10 +211,10 @@ def index_page(by_chapter: dict[int, list[Entry]], source: str, budget: str) -> 
              f"[book.html](book.html); the claims as data: [claims.json](claims.json).", "",
              "| chapter | presets | measured | claims |", "| --- | --- | --- | --- |"]
     for chapter, entries in by_chapter.items():
-        done = sum(e.measured is not None and bool(e.measured.good) for e in entries)
+        done = sum(e.has_results for e in entries)
         lines.append(f"| [{chapter}. {CHAPTERS[chapter]}](chapter-{chapter}.md) | {len(entries)} | {done} | "
                      f"{summary_line(chapter_claims(entries))} |")
-    never = [e for e in everything if e.measured is None or not e.measured.good]
+    never = [e for e in everything if not e.has_results]
     if never:
         lines += ["", "## Not measured yet", "", "`leedl book run` runs these (`leedl book plan` says how long):", ""]
         lines += [f"- [{e.preset.name}](chapter-{e.preset.chapter}.md#{e.anchor()}) ({e.preset.section}, "

@@ -18,8 +18,10 @@ at a time through Hydra's joblib launcher. A preset that reads what another pres
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,9 +236,6 @@ def run_book(presets: list[Preset], opts: Options, say: Callable[[str], None], p
 
     def stop(signum, frame):   # `kill` of the book run stops its runs too (the finally below), not only itself
         raise SystemExit(128 + signum)
-
-    import signal
-    import threading
 
     main = threading.current_thread() is threading.main_thread()
     before = signal.signal(signal.SIGTERM, stop) if main else None
