@@ -157,6 +157,45 @@ def test_book_report_writes_pages_whose_images_and_links_resolve(tmp_path, capsy
     assert "http" not in html.replace("http-equiv", "")
 
 
+def test_book_report_keeps_presets_measured_before_whose_runs_are_not_here(tmp_path, capsys):
+    runs, out = tmp_path / "runs", tmp_path / "docs"
+    _fake_runs(runs)
+    assert book_main(["report", str(runs), "--out", str(out), "--link-plots"]) == 0
+    before = json.loads((out / "claims.json").read_text())
+    assert set(before["presets"]) == {"momentum", "batch_size_gap"}
+    momentum_plots = before["presets"]["momentum"]["plots"]
+    assert momentum_plots and before["presets"]["momentum"]["state"] == "2 of 2 runs ok"
+    # later, elsewhere: only a new measurement of momentum (now failing its first claim) is under the folder
+    later = tmp_path / "later"
+    _record(later / "momentum/0", "momentum", ["optimizer=sgd"], {}, reached_global_minimum=1.0,
+            started="2026-12-01T09:00:00", finished="2026-12-01T09:00:05")
+    assert book_main(["report", str(later), "--out", str(out), "--link-plots"]) == 0
+    after = json.loads((out / "claims.json").read_text())
+
+    def gap(d):
+        return [(c["claim"], c["measured"], c["verdict"]) for c in d["claims"] if c["preset"] == "batch_size_gap"]
+
+    assert gap(after) == gap(before) and after["presets"]["batch_size_gap"] == before["presets"]["batch_size_gap"]
+    assert after["presets"]["momentum"]["runs"] == 1 and "2026-12-01 09:00:00" in after["presets"]["momentum"]["ran"]
+    assert [c["verdict"] for c in after["claims"] if c["preset"] == "momentum"] != \
+        [c["verdict"] for c in before["claims"] if c["preset"] == "momentum"]
+    chapter1 = (out / "chapter-1.md").read_text()
+    assert f"Ran: {before['presets']['batch_size_gap']['ran']}." in chapter1
+    assert all(f"]({p})" in chapter1 for p in before["presets"]["batch_size_gap"]["plots"])
+    assert "1 presets without runs there keep what the earlier report measured" in (out / "index.md").read_text()
+    assert "(not measured)</span>" not in (out / "book.html").read_text().split("batch_size_gap</a>")[1][:40]
+    # --fresh: only the folder's runs
+    assert book_main(["report", str(later), "--out", str(out), "--fresh", "--no-plots"]) == 0
+    fresh = json.loads((out / "claims.json").read_text())
+    assert set(fresh["presets"]) == {"momentum"} and {c["verdict"] for c in fresh["claims"]
+                                                      if c["preset"] == "batch_size_gap"} == {"not measured"}
+    # a claims.json that cannot be read is not overwritten: the presets it records would be lost
+    (out / "claims.json").write_text("{broken")
+    capsys.readouterr()
+    assert book_main(["report", str(later), "--out", str(out), "--no-plots"]) == 2
+    assert "not readable JSON" in capsys.readouterr().err and (out / "claims.json").read_text() == "{broken"
+
+
 def test_book_report_smoke_budget_and_records_grouping(tmp_path):
     runs = tmp_path / "runs"
     _fake_runs(runs)

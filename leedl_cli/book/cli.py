@@ -11,7 +11,7 @@ from leedl_cli.errors import LeedlError
 USAGE = """usage: leedl book plan [--chapter N] [--preset NAME ...] [--dir DIR] [--budget full|smoke] [--claims]
        leedl book run [--chapter N] [--preset NAME ...] [--budget full|smoke] [--jobs K] [--threads T]
                       [--dir DIR] [--all] [-- OVERRIDE ...]
-       leedl book report [DIR] [--out OUT] [--budget full|smoke] [--no-plots] [--link-plots]
+       leedl book report [DIR] [--out OUT] [--budget full|smoke] [--no-plots] [--link-plots] [--fresh]
 
   plan    one row per preset of conf/experiment/: its section of the book, claims, runs, time (measured, else an
           estimate), whether it has been measured, and the command that runs it
@@ -21,7 +21,8 @@ USAGE = """usage: leedl book plan [--chapter N] [--preset NAME ...] [--dir DIR] 
           run it again to continue. --budget smoke: debug=smoke and one seed, the whole book in minutes
   report  one Markdown page per chapter, an index, claims.json and book.html (every plot embedded; --link-plots:
           linked to the plots/ files beside it, as docs/results keeps it) from the runs under DIR (default:
-          outputs/), written to OUT (default: docs/results)"""
+          outputs/), written to OUT (default: docs/results); a preset with no runs under DIR keeps what
+          OUT/claims.json recorded of it (--fresh: only the runs under DIR)"""
 
 
 def _error(message: str) -> int:
@@ -52,6 +53,7 @@ def _parser(action: str) -> argparse.ArgumentParser:
         parser.add_argument("--out", default="docs/results")
         parser.add_argument("--no-plots", action="store_true")
         parser.add_argument("--link-plots", action="store_true")
+        parser.add_argument("--fresh", action="store_true")
     return parser
 
 
@@ -128,7 +130,7 @@ def cmd_report(opts, extra) -> int:
         return _error(f"{source} does not exist (give the folder that holds the runs, e.g. outputs/book)")
     measured = by_preset(load([source]))
     written = write_book(read_presets(), measured, Path(opts.out), str(source), opts.budget, not opts.no_plots,
-                         embed=not opts.link_plots)
+                         embed=not opts.link_plots, keep_earlier=not opts.fresh)
     index = written[0]
     print(f"wrote {index} and {len(written) - 1} more files in {index.parent} "
           f"({sum(1 for k in measured if k[1] == opts.budget)} presets with runs)")

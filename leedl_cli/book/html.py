@@ -66,7 +66,7 @@ def _preset(entry, page_dir: Path | None = None) -> list[str]:
     p = entry.preset
     out = [f'<section id="{entry.anchor()}"><h3>{escape(p.section)} <code>{escape(p.name)}</code></h3>',
            f"<p>{escape(p.title)}</p>", f"<p>Command: <code>{escape(p.command())}</code></p>"]
-    if entry.measured is None:
+    if entry.measured is None and entry.kept is None:
         out.append(f'<p class=muted><b>Not measured yet.</b> <code>leedl book run --preset {escape(p.name)}</code> '
                    f"runs it ({p.runs} runs).</p>")
     else:
@@ -83,6 +83,8 @@ def _preset(entry, page_dir: Path | None = None) -> list[str]:
 
 
 def html_page(by_chapter: dict, source: str, budget: str, page_dir: Path | None = None) -> str:
+    from leedl_cli.book.report import kept_line
+
     """The whole book on one page: plots embedded (self-contained), or linked relative to `page_dir` (the page then
     opens from disk beside its plots/ folder; a page kept in git stays small)."""
     everything = [e for es in by_chapter.values() for e in es]
@@ -91,14 +93,14 @@ def html_page(by_chapter: dict, source: str, budget: str, page_dir: Path | None 
     for chapter, entries in by_chapter.items():
         toc.append(f'<li><a href="#chapter-{chapter}">{chapter}. {escape(CHAPTERS[chapter])}</a><ul>')
         toc += [f'<li><a href="#{e.anchor()}">{escape(e.preset.section)} {escape(e.preset.name)}</a>'
-                + ("" if e.measured else ' <span class=muted>(not measured)</span>') + "</li>" for e in entries]
+                + ("" if e.measured or e.kept else ' <span class=muted>(not measured)</span>') + "</li>" for e in entries]
         toc.append("</ul></li>")
     toc.append("</ul></nav>")
     body = ["<h1>The book, measured</h1>",
             f"<p>What leedl measured for each figure and table of the LeeDL book, from the run records under "
             f"<code>{escape(source)}</code>" + ("" if budget == FULL else f" (the {escape(budget)} budget: checks of "
                                                                            f"the code path, not measurements)")
-            + f". <b>{escape(summary_line(claims))}</b>.</p>",
+            + f". {escape(kept_line(everything))}<b>{escape(summary_line(claims))}</b>.</p>",
             '<p id="filter">Show claims that: ' + "".join(
                 f'<label><input type="checkbox" value="{css}" checked> {escape(text)}</label>' for css, text in FILTERS)
             + "</p>", *toc]

@@ -7,6 +7,10 @@ default): index.md, chapter-N.md, plots/<preset>/*.png, claims.json and book.htm
 Why a claim does not hold here (model size, budget, data) is read from OUT/notes.yaml when it exists
 ({preset: {claim text: why}}) and printed under the preset's claims for each claim whose verdict is not "holds".
 Only measurements count (`--budget smoke` reports debug=smoke runs instead, to check the code path).
+
+A preset with no runs under DIR keeps what OUT/claims.json says it measured before (its claims, the line saying
+when and on what it ran, its plots under OUT/plots/): a report of newly measured presets adds them to the pages
+without dropping the presets measured on another machine or from records since deleted (`--fresh`: only DIR).
 Imports no torch itself (a plot plugin a preset names may).
 """
 from __future__ import annotations
@@ -37,6 +41,7 @@ class Entry:
     plots: list[Path] = field(default_factory=list)
     problem: str = ""        # a claim or plot that could not be made, in one line
     notes: dict = field(default_factory=dict)   # claim text -> why it does not hold here (notes.yaml)
+    kept: dict | None = None   # no runs under DIR: what the earlier report measured (claims.json "presets")
 
     @property
     def runs(self) -> list[dict]:
@@ -44,8 +49,19 @@ class Entry:
 
     @property
     def has_results(self) -> bool:
-        """Measured: at least one run of it ended ok (a preset whose runs were all stopped or failed is not)."""
-        return self.measured is not None and bool(self.measured.good)
+        """Measured: at least one run of it ended ok (a preset whose runs were all stopped or failed is not), here
+        or in the earlier report kept."""
+        return (self.measured is not None and bool(self.measured.good)) or self.kept is not None
+
+    @property
+    def state(self) -> str:
+        if self.kept is not None:
+            return self.kept["state"]
+        return "not measured" if self.measured is None else f"{len(self.measured.good)} of {len(self.runs)} runs ok"
+
+    @property
+    def n_runs(self) -> int:
+        return int(self.kept["runs"]) if self.kept is not None else len(self.runs)
 
     def anchor(self) -> str:
         return f"preset-{self.preset.name}"
@@ -104,19 +120,62 @@ def read_notes(path: Path) -> dict[str, dict[str, str]]:
     return {str(k): {str(c): str(w) for c, w in v.items()} for k, v in data.items()}
 
 
+def read_earlier(path: Path, budget: str) -> dict[str, dict]:
+    """What an earlier report measured, by preset: {preset: {"ran", "state", "runs", "plots", "problem", "claims"}}
+    from its claims.json (absent, or written at another budget: nothing)."""
+    if not path.is_file():
+        return {}
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise LeedlError(f"{path}: not readable JSON ({err}); the presets it records would be lost: restore it "
+                         f"(git checkout), or pass --fresh to report only the runs under DIR") from err
+    if not isinstance(data, dict) or data.get("budget") != budget or not isinstance(data.get("presets"), dict):
+        return {}
+    earlier = {name: {**record, "claims": []} for name, record in data["presets"].items() if isinstance(record, dict)}
+    for row in data.get("claims", []):
+        if row.get("preset") in earlier:
+            earlier[row["preset"]]["claims"].append(row)
+    return earlier
+
+
+def _kept_claims(rows: list[dict], earlier: list[dict]) -> list[dict]:
+    """The preset's claim rows (not measured) with the earlier report's verdicts where the claim is still the same
+    (its text and metric; rows that share both are matched in order: the earlier `where` was written from the runs,
+    which spell values their own way)."""
+    same: dict[tuple, list[dict]] = {}
+    for r in earlier:
+        same.setdefault((r["claim"], r["metric"]), []).append(r)
+    out = []
+    for row in rows:
+        olds = same.get((row["claim"], row["metric"]))
+        old = olds.pop(0) if olds else None
+        out.append({**row, "where": old["where"], "measured": old["measured"], "verdict": old["verdict"] or ""}
+                   if old else row)
+    return out
+
+
 def build(presets: list[Preset], measured: dict, budget: str, out: Path, plots: bool = True,
-          notes: dict | None = None) -> list[Entry]:
+          notes: dict | None = None, earlier: dict | None = None) -> list[Entry]:
     entries = []
-    notes = notes or {}
+    notes, earlier = notes or {}, earlier or {}
     for preset in presets:
         found = measured.get((preset.name, budget))
         entry = Entry(preset, found if found and found.runs else None, notes=notes.get(preset.name, {}))
+        if entry.measured is None and preset.name in earlier:
+            entry.kept = earlier[preset.name]
         cfg = _config(entry.runs, preset)
         try:
             entry.claims = book_rows(entry.runs, {**cfg, "book": cfg.get("book") or preset.claims})
         except LeedlError as err:
             entry.problem += f"claims not checked: {err}. "
             entry.claims = []
+        if entry.kept is not None:
+            entry.claims = _kept_claims(entry.claims, entry.kept["claims"])
+            entry.problem = str(entry.kept.get("problem") or "")
+            entry.plots = [out / p for p in entry.kept.get("plots", []) if (out / p).is_file()]
         stale = set(entry.notes) - {c["claim"] for c in entry.claims}
         if stale:
             log.warning("book report: notes.yaml names claims %s has not: %s", preset.name, "; ".join(sorted(stale)))
@@ -131,6 +190,8 @@ def _cell(text) -> str:
 
 
 def ran_on(entry: Entry) -> str:
+    if entry.kept is not None:
+        return str(entry.kept["ran"])
     runs = entry.runs
     first = min((str(r.get("started") or "") for r in runs), default="")
     last = max((str(r.get("finished") or r.get("started") or "") for r in runs), default="")
@@ -159,7 +220,7 @@ def preset_section(entry: Entry, page_dir: Path) -> list[str]:
     lines = [f'<a id="{entry.anchor()}"></a>', "", f"### {p.section} `{p.name}`", "", p.title, "",
              f"Command: `{p.command()}`" + (f" (needs {', '.join(k + '=...' for k in p.missing)})" if p.missing else ""),
              ""]
-    if entry.measured is None:
+    if entry.measured is None and entry.kept is None:
         lines += [f"**Not measured yet.** `leedl book run --preset {p.name}` runs it ({p.runs} runs).", ""]
     else:
         lines += [f"Ran: {ran_on(entry)}.", ""]
@@ -192,13 +253,18 @@ def chapter_page(chapter: int, entries: list[Entry], page_dir: Path) -> str:
              f"**{summary_line(claims)}** over {len(entries)} presets.", ""]
     lines += ["| section | preset | claims | state |", "| --- | --- | --- | --- |"]
     for e in entries:
-        state = "not measured" if e.measured is None else f"{len(e.measured.good)} of {len(e.runs)} runs ok"
         lines.append(f"| {e.preset.section} | [{e.preset.name}](#{e.anchor()}) | "
-                     f"{summary_line(e.claims) if e.claims else '—'} | {state} |")
+                     f"{summary_line(e.claims) if e.claims else '—'} | {e.state} |")
     lines += [""]
     for e in entries:
         lines += preset_section(e, page_dir)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def kept_line(entries: list[Entry]) -> str:
+    kept = [e.preset.name for e in entries if e.kept is not None]
+    return (f"{len(kept)} presets without runs there keep what the earlier report measured (their claims, plots "
+            f"and the line saying when and on what they ran). ") if kept else ""
 
 
 def index_page(by_chapter: dict[int, list[Entry]], source: str, budget: str) -> str:
@@ -206,7 +272,8 @@ def index_page(by_chapter: dict[int, list[Entry]], source: str, budget: str) -> 
     lines = ["# The book, measured", "",
              f"What leedl measured for each figure and table of the LeeDL book, from the run records under "
              f"`{source}`" + ("" if budget == FULL else f" (the {budget} budget: checks of the code path, not "
-                                                          f"measurements)") + ". Written by `leedl book report`.", "",
+                                                          f"measurements)") + ". " + kept_line(everything) +
+             "Written by `leedl book report`.", "",
              f"**{summary_line(chapter_claims(everything))}** (the whole book). One page with every plot: "
              f"[book.html](book.html); the claims as data: [claims.json](claims.json).", "",
              "| chapter | presets | measured | claims |", "| --- | --- | --- | --- |"]
@@ -222,33 +289,39 @@ def index_page(by_chapter: dict[int, list[Entry]], source: str, budget: str) -> 
     return "\n".join(lines).rstrip() + "\n"
 
 
-def claims_json(entries: list[Entry], budget: str) -> dict:
+def claims_json(entries: list[Entry], budget: str, out: Path) -> dict:
     rows = []
+    presets = {e.preset.name: {"ran": ran_on(e), "state": e.state, "runs": e.n_runs,
+                               "plots": [p.relative_to(out).as_posix() for p in e.plots], "problem": e.problem.strip()}
+               for e in entries if e.has_results}
     for e in entries:
         for c in e.claims:
             rows.append({"chapter": e.preset.chapter, "section": e.preset.section, "preset": e.preset.name,
                          "claim": c["claim"], "metric": c["metric"], "where": c["where"], "book": c["book"],
                          "check": c["check"], "measured": c["measured"], "verdict": c["verdict"] or None,
                          "why": e.notes.get(c["claim"]) if c["verdict"] in (FAILS, INCONCLUSIVE) else None,
-                         "runs": len(e.runs), "budget": e.measured.budget if e.measured else None})
+                         "runs": e.n_runs, "budget": budget if e.has_results else None})
     counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
-    return {"budget": budget, "summary": summary_line(chapter_claims(entries)), "counts": counts, "claims": rows}
+    return {"budget": budget, "summary": summary_line(chapter_claims(entries)), "counts": counts, "claims": rows,
+            "presets": presets}
 
 
 def write_book(presets: list[Preset], measured: dict, out: Path, source: str, budget: str = FULL,
-               plots: bool = True, embed: bool = True) -> list[Path]:
-    """Write the pages; returns the paths written (index first)."""
+               plots: bool = True, embed: bool = True, keep_earlier: bool = True) -> list[Path]:
+    """Write the pages; returns the paths written (index first). `keep_earlier`: presets with no runs under the
+    source keep what OUT/claims.json recorded of them."""
     from leedl_cli.book.html import html_page
 
+    earlier = read_earlier(out / "claims.json", budget) if keep_earlier else {}
     out.mkdir(parents=True, exist_ok=True)
-    entries = build(presets, measured, budget, out, plots, read_notes(out / "notes.yaml"))
+    entries = build(presets, measured, budget, out, plots, read_notes(out / "notes.yaml"), earlier)
     by_chapter: dict[int, list[Entry]] = {}
     for e in entries:
         by_chapter.setdefault(e.preset.chapter, []).append(e)
     written = [write_text_atomic(out / "index.md", index_page(by_chapter, source, budget))]
     for chapter, chapter_entries in by_chapter.items():
         written.append(write_text_atomic(out / f"chapter-{chapter}.md", chapter_page(chapter, chapter_entries, out)))
-    written.append(write_json_atomic(out / "claims.json", claims_json(entries, budget)))
+    written.append(write_json_atomic(out / "claims.json", claims_json(entries, budget, out)))
     written.append(write_text_atomic(out / "book.html", html_page(by_chapter, source, budget,
                                                                     None if embed else out)))
     return written
