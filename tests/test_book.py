@@ -31,10 +31,29 @@ def test_plan_lists_every_preset_without_importing_torch(monkeypatch, capsys):
     out = capsys.readouterr().out
     listed = re.findall(r"^  \d[\d.]*\s+(\S+)\s", out, flags=re.MULTILINE)
     assert sorted(listed) == PRESETS
-    assert out.count("not measured") >= len(PRESETS)
+    assert out.count("not measured") + out.count("in docs/results") >= len(PRESETS)
     assert f"{len(PRESETS)} presets" in out
     for name in PRESETS:
         assert f"leedl run experiment={name}" in out
+
+
+def test_plan_takes_the_time_of_a_preset_measured_only_in_the_published_results(tmp_path):
+    from leedl_cli.book.plan import published, row, totals_line
+
+    runs, out = tmp_path / "runs", tmp_path / "docs"
+    _fake_runs(runs)
+    assert book_main(["report", str(runs), "--out", str(out), "--no-plots"]) == 0
+    elsewhere = published(out / "claims.json")
+    assert set(elsewhere) == {"momentum", "batch_size_gap"} and elsewhere["momentum"]["total_s"] == 10.0
+    [momentum, pooling] = read_presets(names=["momentum", "pooling"])
+    r = row(momentum, {}, elsewhere=elsewhere)   # no records here
+    assert r.published and r.state() == "in docs/results" and not r.done
+    assert r.seconds == 10.0 / 2 * momentum.runs and r.source == "measured 2026-11-30 (docs/results)"
+    here = row(momentum, by_preset(load([runs])), elsewhere=elsewhere)   # records here come first
+    assert not here.published and here.state() == "measured" and here.source == "measured 2026-11-30"
+    assert row(pooling, {}, elsewhere=elsewhere).state() == "not measured"
+    assert "0 measured here (1 more in docs/results); the 2 not yet measured here take" in totals_line([r, row(pooling, {}, elsewhere=elsewhere)])
+    assert published(tmp_path / "absent.json") == {}
 
 
 def test_every_preset_has_a_section_and_a_sweep_size():

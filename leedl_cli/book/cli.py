@@ -86,13 +86,14 @@ def book_main(argv: list[str]) -> int:
 
 
 def cmd_plan(opts, extra) -> int:
-    from leedl_cli.book.plan import default_roots, plan_lines, row, totals_line
+    from leedl_cli.book.plan import default_roots, plan_lines, published, row, totals_line
     from leedl_cli.book.presets import read_presets
     from leedl_cli.book.records import by_preset, load
 
     presets = read_presets(chapter=opts.chapter, names=opts.preset)
     measured = by_preset(load(default_roots([Path(opts.dir)] if opts.dir else [])))
-    rows = [row(p, measured, opts.budget) for p in presets]
+    elsewhere = published()
+    rows = [row(p, measured, opts.budget, elsewhere) for p in presets]
     for line in plan_lines(rows, opts.claims):
         print(line)
     print()

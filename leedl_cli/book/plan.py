@@ -1,7 +1,8 @@
 """`leedl book plan`: one row per preset of conf/experiment/: its section of the book, its claims, how many runs it
 makes, how long they take (measured, from the newest run records of the preset; else an estimate: the preset's
 report.run_minutes, its header's "N min a run" or its trainer.max_time), whether it has been measured, and the
-command that runs it. Imports no torch or Lightning.
+command that runs it. A preset with no run records here but measured in the published results (docs/results/
+claims.json, written by `leedl book report`) takes its time from there and says so. Imports no torch or Lightning.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class Row:
     runs: int                   # runs at that budget
     seconds: float | None       # the time of all its runs, one after another
     source: str                 # "measured" or "estimate (...)"
+    published: bool = False     # no records here, measured in the published results
 
     @property
     def done(self) -> bool:
@@ -41,7 +43,7 @@ class Row:
 
     def state(self) -> str:
         if self.measured is None or not self.measured.runs:
-            return "not measured"
+            return "in docs/results" if self.published else "not measured"
         good, n = len(self.measured.good), self.runs
         failed = len(self.measured.failed)
         text = "measured" if good >= n else f"partly ({good} of {n})"
@@ -55,18 +57,40 @@ def smoke_runs(preset: Preset) -> int:
     return max(1, preset.runs // max(1, len(preset.sweep.get("seed", [None]))))
 
 
-def row(preset: Preset, measured: dict[tuple[str, str], Measured], budget: str = FULL) -> Row:
+def published(path: Path | None = None) -> dict[str, dict]:
+    """The presets measured in the published results ({preset: its claims.json record}); none when the file is
+    absent or unreadable (a wheel install has no docs/)."""
+    import json
+
+    from leedl_cli.paths import conf_dir
+
+    path = path or conf_dir().parent / "docs" / "results" / "claims.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    presets = data.get("presets") if isinstance(data, dict) and data.get("budget") == FULL else None
+    return {k: v for k, v in presets.items() if isinstance(v, dict)} if isinstance(presets, dict) else {}
+
+
+def row(preset: Preset, measured: dict[tuple[str, str], Measured], budget: str = FULL,
+        elsewhere: dict[str, dict] | None = None) -> Row:
     runs = preset.runs if budget == FULL else smoke_runs(preset)
     found = measured.get((preset.name, budget))
     per_run = found.per_run_s() if found else None
     if per_run is not None:
         return Row(preset, found, runs, per_run * runs, "measured" + (f" {found.last()[:10]}" if found.last() else ""))
+    record = (elsewhere or {}).get(preset.name) if budget == FULL and not (found and found.runs) else None
+    if record and float(record.get("total_s") or 0) > 0 and record.get("runs"):
+        return Row(preset, found, runs, float(record["total_s"]) / int(record["runs"]) * runs,
+                   f"measured {str(record.get('last') or '')[:10]} (docs/results)".replace("  ", " "), published=True)
     if budget == SMOKE:
         return Row(preset, found, runs, SMOKE_START_S + SMOKE_PER_RUN_S * runs, "estimate (smoke)")
     seconds, where = per_run_estimate(preset)
     if seconds is None:
-        return Row(preset, found, runs, GUESS_S * runs, GUESS)
-    return Row(preset, found, runs, seconds * runs, f"estimate ({where}: {duration(seconds)} a run)")
+        return Row(preset, found, runs, GUESS_S * runs, GUESS, published=record is not None)
+    return Row(preset, found, runs, seconds * runs, f"estimate ({where}: {duration(seconds)} a run)",
+               published=record is not None)
 
 
 def plan_lines(rows: list[Row], show_claims: bool = False) -> list[str]:
@@ -92,8 +116,9 @@ def plan_lines(rows: list[Row], show_claims: bool = False) -> list[str]:
 def totals_line(rows: list[Row]) -> str:
     done = sum(r.done for r in rows)
     left = [r for r in rows if not r.done]
+    shown = sum(r.published for r in rows)
     return (f"{len(rows)} presets, {sum(len(r.preset.claims) for r in rows)} claims, {sum(r.runs for r in rows)} runs; "
-            f"{done} measured; the {len(left)} not yet measured take about {duration(sum(r.seconds or 0 for r in left))}"
+            f"{done} measured here" + (f" ({shown} more in docs/results)" if shown else "") + f"; the {len(left)} not yet measured here take about {duration(sum(r.seconds or 0 for r in left))}"
             f" one run at a time")
 
 

@@ -292,6 +292,8 @@ def index_page(by_chapter: dict[int, list[Entry]], source: str, budget: str) -> 
 def claims_json(entries: list[Entry], budget: str, out: Path) -> dict:
     rows = []
     presets = {e.preset.name: {"ran": ran_on(e), "state": e.state, "runs": e.n_runs,
+                               "total_s": round(e.measured.total_s(), 1) if e.measured else e.kept.get("total_s"),
+                               "last": e.measured.last() if e.measured else e.kept.get("last"),
                                "plots": [p.relative_to(out).as_posix() for p in e.plots], "problem": e.problem.strip()}
                for e in entries if e.has_results}
     for e in entries:
