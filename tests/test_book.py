@@ -215,6 +215,22 @@ def test_book_report_keeps_presets_measured_before_whose_runs_are_not_here(tmp_p
     assert "not readable JSON" in capsys.readouterr().err and (out / "claims.json").read_text() == "{broken"
 
 
+def test_book_report_draws_the_curves_the_preset_names_against_its_x(tmp_path):
+    """domain_shift_table's fine-tuning curve: the preset's curves and curves_x are drawn over runs that recorded an
+    older report block (without them), against finetune/step (metrics.csv has no `step` column here)."""
+    runs, out = tmp_path / "runs", tmp_path / "docs"
+    for n, (row, seed) in enumerate([("finetune_10", 0), ("finetune_10", 1), ("source_only", 0)]):
+        run_dir = runs / f"dst/{n}"
+        _record(run_dir, "domain_shift_table", [f"+domain_shift={row}", f"seed={seed}"], {"test/target_acc": 0.5},
+                report={"x": "domain_shift", "metrics": ["test/target_acc"]})
+        if row.startswith("finetune"):
+            (run_dir / "metrics.csv").write_text("finetune/step,finetune/target_test_acc\n0,0.62\n10,0.51\n20,0.47\n")
+    assert book_main(["report", str(runs), "--out", str(out), "--fresh"]) == 0
+    curve = out / "plots/domain_shift_table/curve_finetune_target_test_acc.png"
+    assert curve.is_file() and curve.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "curve_finetune_target_test_acc.png" in (out / "chapter-6.md").read_text()
+
+
 def test_book_report_smoke_budget_and_records_grouping(tmp_path):
     runs = tmp_path / "runs"
     _fake_runs(runs)

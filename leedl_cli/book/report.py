@@ -67,11 +67,15 @@ class Entry:
         return f"preset-{self.preset.name}"
 
 
+PRESENTATION = ("curves", "curves_x", "plots")   # how the runs are drawn, not what they measured
+
+
 def _config(entry_runs: list[dict], preset: Preset) -> dict:
-    """The report block the runs recorded (what was run), else the preset's own."""
+    """The report block the runs recorded (what was run: metrics, claims), else the preset's own; the plots the
+    preset draws now (its curves and plot functions) over those the runs recorded."""
     for run in entry_runs:
         if isinstance(run.get("report"), dict) and run["report"]:
-            return run["report"]
+            return {**run["report"], **{k: preset.report[k] for k in PRESENTATION if preset.report.get(k)}}
     return preset.report
 
 
@@ -94,7 +98,8 @@ def draw(entry: Entry, cfg: dict, plot_dir: Path) -> list[Path]:
     x = swept_x(entry.preset, cfg)
     metrics = choose_metrics(runs, None, cfg)
     steps = [("metric plots", lambda: plot_metric_vs_param(runs, plot_dir, x, metrics, entry.claims) if x else []),
-             ("curves", lambda: plot_curves(runs, plot_dir, list(cfg["curves"])) if cfg.get("curves") else []),
+             ("curves", lambda: plot_curves(runs, plot_dir, list(cfg["curves"]), x=str(cfg.get("curves_x") or "step"))
+              if cfg.get("curves") else []),
              ("report.plots", lambda: extra_plots(runs, plot_dir, cfg))]
     for what, make in steps:
         try:

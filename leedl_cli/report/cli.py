@@ -72,7 +72,7 @@ def draw(tasks: dict[str, list[dict]], sections, claims, cfg: dict, args, plot_d
             plots += plot_metric_vs_param(task_runs, plot_dir, x, metrics, claims, prefix=prefix)
         curves = args.curves or cfg.get("curves")
         if curves:
-            plots += plot_curves(task_runs, plot_dir, curves, prefix=prefix)
+            plots += plot_curves(task_runs, plot_dir, curves, x=str(cfg.get("curves_x") or "step"), prefix=prefix)
     return plots + extra_plots([r for rs in tasks.values() for r in rs], plot_dir, cfg)
 
 

@@ -208,7 +208,7 @@ def plot_curves(runs: list[dict], out_dir: Path, metrics: list[str], x: str = "s
             continue
         ax.set_xlabel(x)
         _state_y_axis(ax, drawn, m)
-        ax.set_title(f"{m} during training (mean over seeds)", fontsize=9)
+        ax.set_title(f"{m} by {x} (mean over seeds)", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
