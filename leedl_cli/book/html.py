@@ -83,10 +83,10 @@ def _preset(entry, page_dir: Path | None = None) -> list[str]:
 
 
 def html_page(by_chapter: dict, source: str, budget: str, page_dir: Path | None = None) -> str:
-    from leedl_cli.book.report import kept_line
-
     """The whole book on one page: plots embedded (self-contained), or linked relative to `page_dir` (the page then
     opens from disk beside its plots/ folder; a page kept in git stays small)."""
+    from leedl_cli.book.report import kept_line
+
     everything = [e for es in by_chapter.values() for e in es]
     claims = [c for e in everything for c in e.claims]
     toc = ["<nav><b>Contents</b><ul>"]

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from leedl_cli.book.presets import CHAPTERS, Preset, per_run_estimate
-from leedl_cli.book.records import FULL, SMOKE, Measured
+from leedl_cli.book.records import FULL, SMOKE, Measured, read_published
+from leedl_cli.errors import LeedlError
 
 GUESS_S = 60.0          # a run's time when no measurement, report.run_minutes, header nor trainer.max_time says
 SMOKE_PER_RUN_S = 4.0   # a debug=smoke run, without a measurement of its own
@@ -60,17 +61,12 @@ def smoke_runs(preset: Preset) -> int:
 def published(path: Path | None = None) -> dict[str, dict]:
     """The presets measured in the published results ({preset: its claims.json record}); none when the file is
     absent or unreadable (a wheel install has no docs/)."""
-    import json
-
     from leedl_cli.paths import conf_dir
 
-    path = path or conf_dir().parent / "docs" / "results" / "claims.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_published(path or conf_dir().parent / "docs" / "results" / "claims.json")
+    except LeedlError:
         return {}
-    presets = data.get("presets") if isinstance(data, dict) and data.get("budget") == FULL else None
-    return {k: v for k, v in presets.items() if isinstance(v, dict)} if isinstance(presets, dict) else {}
 
 
 def row(preset: Preset, measured: dict[tuple[str, str], Measured], budget: str = FULL,
@@ -87,10 +83,10 @@ def row(preset: Preset, measured: dict[tuple[str, str], Measured], budget: str =
     if budget == SMOKE:
         return Row(preset, found, runs, SMOKE_START_S + SMOKE_PER_RUN_S * runs, "estimate (smoke)")
     seconds, where = per_run_estimate(preset)
+    shown = record is not None
     if seconds is None:
-        return Row(preset, found, runs, GUESS_S * runs, GUESS, published=record is not None)
-    return Row(preset, found, runs, seconds * runs, f"estimate ({where}: {duration(seconds)} a run)",
-               published=record is not None)
+        return Row(preset, found, runs, GUESS_S * runs, GUESS, published=shown)
+    return Row(preset, found, runs, seconds * runs, f"estimate ({where}: {duration(seconds)} a run)", published=shown)
 
 
 def plan_lines(rows: list[Row], show_claims: bool = False) -> list[str]:
@@ -117,9 +113,10 @@ def totals_line(rows: list[Row]) -> str:
     done = sum(r.done for r in rows)
     left = [r for r in rows if not r.done]
     shown = sum(r.published for r in rows)
+    more = f" ({shown} more in docs/results)" if shown else ""
     return (f"{len(rows)} presets, {sum(len(r.preset.claims) for r in rows)} claims, {sum(r.runs for r in rows)} runs; "
-            f"{done} measured here" + (f" ({shown} more in docs/results)" if shown else "") + f"; the {len(left)} not yet measured here take about {duration(sum(r.seconds or 0 for r in left))}"
-            f" one run at a time")
+            f"{done} measured here{more}; the {len(left)} not yet measured here take about "
+            f"{duration(sum(r.seconds or 0 for r in left))} one run at a time")
 
 
 def default_roots(extra: list[Path]) -> list[Path]:

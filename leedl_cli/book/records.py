@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from leedl_cli.errors import LeedlError
 from leedl_cli.jobs import job_key, split_override
 from leedl_cli.report.runs import load_runs, readable
 
@@ -111,3 +112,25 @@ def device_of(run: dict) -> str:
     threads = run.get("threads")
     return f"{where} (trainer={trainer}" + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else "") + \
         f", host {run.get('host', '?')})"
+
+
+def read_published(path: Path, budget: str = FULL) -> dict[str, dict]:
+    """What a report wrote to its claims.json, by preset: {preset: its "presets" record + "claims": its claim rows};
+    nothing when the file is absent or was written at another budget. An unreadable file is an error (LeedlError):
+    a report over it would lose the presets it records."""
+    import json
+
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise LeedlError(f"{path}: not readable JSON ({err}); the presets it records would be lost: restore it "
+                         f"(git checkout), or pass --fresh to report only the runs under DIR") from err
+    if not isinstance(data, dict) or data.get("budget") != budget or not isinstance(data.get("presets"), dict):
+        return {}
+    found = {name: {**record, "claims": []} for name, record in data["presets"].items() if isinstance(record, dict)}
+    for row in data.get("claims", []):
+        if isinstance(row, dict) and row.get("preset") in found:
+            found[row["preset"]]["claims"].append(row)
+    return found

@@ -22,7 +22,7 @@ from pathlib import Path
 from leedl_cli.atomic import write_json_atomic, write_text_atomic
 from leedl_cli.book.plan import duration
 from leedl_cli.book.presets import CHAPTERS, Preset
-from leedl_cli.book.records import FULL, Measured, device_of
+from leedl_cli.book.records import FULL, Measured, device_of, read_published
 from leedl_cli.errors import LeedlError
 from leedl_cli.report.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED, book_rows, summary_line
 from leedl_cli.report.render import where_text
@@ -123,27 +123,6 @@ def read_notes(path: Path) -> dict[str, dict[str, str]]:
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise LeedlError(f"{path}: expected {{preset: {{claim text: why}}}}")
     return {str(k): {str(c): str(w) for c, w in v.items()} for k, v in data.items()}
-
-
-def read_earlier(path: Path, budget: str) -> dict[str, dict]:
-    """What an earlier report measured, by preset: {preset: {"ran", "state", "runs", "plots", "problem", "claims"}}
-    from its claims.json (absent, or written at another budget: nothing)."""
-    if not path.is_file():
-        return {}
-    import json
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise LeedlError(f"{path}: not readable JSON ({err}); the presets it records would be lost: restore it "
-                         f"(git checkout), or pass --fresh to report only the runs under DIR") from err
-    if not isinstance(data, dict) or data.get("budget") != budget or not isinstance(data.get("presets"), dict):
-        return {}
-    earlier = {name: {**record, "claims": []} for name, record in data["presets"].items() if isinstance(record, dict)}
-    for row in data.get("claims", []):
-        if row.get("preset") in earlier:
-            earlier[row["preset"]]["claims"].append(row)
-    return earlier
 
 
 def _kept_claims(rows: list[dict], earlier: list[dict]) -> list[dict]:
@@ -319,7 +298,7 @@ def write_book(presets: list[Preset], measured: dict, out: Path, source: str, bu
     source keep what OUT/claims.json recorded of them."""
     from leedl_cli.book.html import html_page
 
-    earlier = read_earlier(out / "claims.json", budget) if keep_earlier else {}
+    earlier = read_published(out / "claims.json", budget) if keep_earlier else {}
     out.mkdir(parents=True, exist_ok=True)
     entries = build(presets, measured, budget, out, plots, read_notes(out / "notes.yaml"), earlier)
     by_chapter: dict[int, list[Entry]] = {}
