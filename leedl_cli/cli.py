@@ -269,14 +269,13 @@ COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "data": cmd_
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
-        return 0
-    command, rest = argv[0], argv[1:]
-    if command not in COMMANDS:
-        _die(f"unknown command {command!r}; valid commands: {', '.join(COMMANDS)} (leedl --help)")
+    if argv and argv[0] not in ("-h", "--help", "help") and argv[0] not in COMMANDS:
+        _die(f"unknown command {argv[0]!r}; valid commands: {', '.join(COMMANDS)} (leedl --help)")
     try:
-        return COMMANDS[command](rest) or 0
+        if not argv or argv[0] in ("-h", "--help", "help"):
+            print(USAGE)
+            return 0
+        return COMMANDS[argv[0]](argv[1:]) or 0
     except BrokenPipeError:   # output piped into `head` and the like: stop quietly
         import os
 

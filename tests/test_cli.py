@@ -27,6 +27,18 @@ def test_help_list_and_data_import_no_torch():
     assert "leedl run" in out.stdout and "optimizer:" in out.stdout and "mnist" in out.stdout
 
 
+@pytest.mark.parametrize("args", [["--help"], ["list"]])
+def test_output_into_a_closed_pipe_stops_quietly(args):
+    read_end, write_end = os.pipe()
+    os.close(read_end)   # the reader (`| head -1`) is gone before leedl writes
+    try:
+        out = subprocess.run([sys.executable, "-m", "leedl_cli.cli", *args], stdout=write_end, stderr=subprocess.PIPE,
+                             text=True, cwd=REPO)
+    finally:
+        os.close(write_end)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+
+
 def test_list_shows_one_line_per_option_with_its_description():
     out = leedl("list", "optimizer")
     assert out.returncode == 0
