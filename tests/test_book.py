@@ -303,6 +303,40 @@ def test_book_run_command_lines(tmp_path):
     assert not any(a.startswith(("debug=", "hydra/launcher")) for a in single)
 
 
+def test_a_wall_clock_budgeted_preset_takes_the_whole_machine(tmp_path, monkeypatch):
+    """transformer_vs_rnn's runs stop at trainer.max_time: with --jobs 2 --threads 1 each of its runs gets both
+    threads, one run at a time, and a preset after it waits until it ended (two at a time otherwise)."""
+    import leedl_cli.book.run as book_run
+
+    presets = {p.name: p for p in read_presets(names=["transformer_vs_rnn", "momentum", "mc_vs_td"])}
+    full = Options(out=tmp_path, budget="full", jobs=2, threads=1)
+    timed = command(presets["transformer_vs_rnn"], tmp_path / "t", False, full, {}, jobs=2)
+    assert "threads=2" in timed and not any(a.startswith("hydra/launcher") for a in timed)
+    assert {"threads=1", "hydra.launcher.n_jobs=2"} <= set(command(presets["momentum"], tmp_path / "m", False, full, {}))
+    assert book_run.job_slots(presets["transformer_vs_rnn"], 2, 2, "full", 2) == 2
+    assert book_run.job_slots(presets["transformer_vs_rnn"], 2, 1, "full", 2) == 0   # one slot busy: it waits
+    assert book_run.job_slots(presets["transformer_vs_rnn"], 2, 1, "smoke", 2) == 1   # smoke: no wall-clock budget
+
+    monkeypatch.setattr(book_run, "missing_data", lambda tasks, root: [])
+    seen: list[tuple[str, int]] = []
+
+    def fake(preset, where, continuing, opts, reads, jobs=None):
+        seen.append((preset.name, jobs))
+        return [sys.executable, "-c", "import time; time.sleep(0.3)"]
+
+    monkeypatch.setattr(book_run, "command", fake)
+    lines: list[str] = []
+    run_book([presets["mc_vs_td"], presets["transformer_vs_rnn"], presets["momentum"]],
+             Options(out=tmp_path / "book", jobs=2), lines.append, poll_s=0.05)
+    events = [(line.split("] ")[1].split(":")[0], "started" if ": started" in line else "ended")
+              for line in lines if line.startswith("[")]
+    # transformer_vs_rnn waits for mc_vs_td's slot, and momentum (which could take the free slot) waits behind it
+    assert events == [("mc_vs_td", "started"), ("mc_vs_td", "ended"), ("transformer_vs_rnn", "started"),
+                      ("transformer_vs_rnn", "ended"), ("momentum", "started"), ("momentum", "ended")]
+    assert seen == [("mc_vs_td", 1), ("transformer_vs_rnn", 2), ("momentum", 2)]
+    assert "one at a time on all 2 slots" in next(line for line in lines if "transformer_vs_rnn: started" in line)
+
+
 def test_book_refuses_bad_arguments(capsys):
     assert book_main(["frobnicate"]) == 2
     assert book_main(["plan", "--preset", "no_such_preset"]) == 2

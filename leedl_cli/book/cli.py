@@ -17,7 +17,8 @@ USAGE = """usage: leedl book plan [--chapter N] [--preset NAME ...] [--dir DIR] 
           estimate), whether it has been measured, and the command that runs it
   run     run the presets not yet measured (all of them with --all), K jobs at a time: a preset takes the free
           slots its sweep can use (Hydra's joblib launcher), the next starts when one frees (at --budget smoke one
-          slot a preset, its sweep in one process); each into DIR/<preset> (default DIR: outputs/book, outputs/book-smoke for --budget smoke); resumable:
+          slot a preset, its sweep in one process; a preset whose runs stop at trainer.max_time takes every slot,
+          one run at a time with the threads of all); each into DIR/<preset> (default DIR: outputs/book, outputs/book-smoke for --budget smoke); resumable:
           run it again to continue. --budget smoke: debug=smoke and one seed, the whole book in minutes
   report  one Markdown page per chapter, an index, claims.json and book.html (every plot embedded; --link-plots:
           linked to the plots/ files beside it, as docs/results keeps it) from the runs under DIR (default:

@@ -73,9 +73,12 @@ def command(preset: Preset, where: Path, continuing: bool, opts: Options, reads:
             jobs: int | None = None) -> list[str]:
     """The `leedl run` command line of one preset, its sweep `jobs` runs at a time (default: --jobs)."""
     jobs = opts.jobs if jobs is None else jobs
+    threads = opts.threads
+    if whole_machine(preset, opts.budget):   # its slots as threads of one run at a time
+        jobs, threads = 1, threads and threads * jobs
     args = [sys.executable, "-m", "leedl_cli.cli", "run", f"experiment={preset.name}", f"output_root={opts.out}"]
-    if opts.threads:
-        args.append(f"threads={opts.threads}")
+    if threads:
+        args.append(f"threads={threads}")
     if preset.multirun:   # -m: some presets (hpo_digits) leave hydra.mode to the command line
         args[4:4] = ["-m"]
         args.append(f"hydra.sweep.dir={where}")
@@ -138,8 +141,19 @@ def save_state(path: Path, mine: dict) -> dict:
     return state
 
 
-def job_slots(preset: Preset, runs: int, free: int, budget: str) -> int:
-    """How many of the `free` job slots a preset takes: one at the smoke budget, else as many as its runs can use."""
+def whole_machine(preset: Preset, budget: str) -> bool:
+    """A preset whose runs stop at a wall-clock time (trainer.max_time) at the full budget: its budget is minutes of
+    the whole machine ("30 min of training per run on 2 cores"), so it takes every job slot and runs its sweep one
+    run at a time with the threads of all the slots; two such runs side by side would each train on half of it."""
+    return budget != SMOKE and preset.max_time_s is not None
+
+
+def job_slots(preset: Preset, runs: int, free: int, budget: str, total: int | None = None) -> int:
+    """How many of the `free` job slots (of `total`) a preset takes: one at the smoke budget, all `total` for a
+    wall-clock-budgeted preset (0 while some are busy: it waits for them), else as many as its runs can use."""
+    if whole_machine(preset, budget):
+        total = free if total is None else total
+        return total if free >= total else 0
     return 1 if budget == SMOKE or not preset.multirun else max(1, min(free, runs))
 
 
@@ -175,6 +189,10 @@ def run_book(presets: list[Preset], opts: Options, say: Callable[[str], None], p
     needs = needs_of(presets)
     measured = by_preset(load([opts.out]))
     rows = {p.name: row(p, measured, opts.budget) for p in ordered}
+
+    def machine_seconds(preset: Preset) -> float:   # slot-seconds: a whole-machine preset holds every slot
+        seconds = rows[preset.name].seconds or 0.0
+        return seconds * opts.jobs if whole_machine(preset, opts.budget) else seconds
     todo: list[Preset] = []
     for preset in ordered:
         reason = why_not(preset, rows[preset.name], opts, data_root)
@@ -183,7 +201,7 @@ def run_book(presets: list[Preset], opts: Options, say: Callable[[str], None], p
             continue
         if reason.startswith("skipped"):
             state[preset.name] = {"status": "skipped", "why": reason, "budget": opts.budget}
-    estimate_left = sum(rows[p.name].seconds or 0.0 for p in todo) / max(1, opts.jobs)
+    estimate_left = sum(machine_seconds(p) for p in todo) / max(1, opts.jobs)
     say(f"leedl book run: {len(todo)} of {len(ordered)} presets to run ({opts.budget} budget, {opts.jobs} job(s) at "
         f"a time) into {opts.out}; about {duration(estimate_left)} by the estimates")
     for preset in ordered:
@@ -206,8 +224,10 @@ def run_book(presets: list[Preset], opts: Options, say: Callable[[str], None], p
         log.flush()
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
         running.append(_Running(preset, index[preset.name], where, jobs, time.time(), process, log))
-        say(f"[{index[preset.name]}/{len(ordered)}] {preset.name}: started ({rows[preset.name].runs} run(s), "
-            f"{jobs} at a time) -> {where}")
+        pace = (f"one at a time on all {jobs} slots: trainer.max_time is of the whole machine"
+                if whole_machine(preset, opts.budget) else f"{jobs} at a time")
+        say(f"[{index[preset.name]}/{len(ordered)}] {preset.name}: started ({rows[preset.name].runs} run(s), {pace}) "
+            f"-> {where}")
 
     def finish(job: _Running, code: int) -> None:
         nonlocal spent, estimated
@@ -223,10 +243,10 @@ def run_book(presets: list[Preset], opts: Options, say: Callable[[str], None], p
                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         save_state(state_path, state)
         spent += took * job.jobs
-        estimated += r.seconds or took * job.jobs
+        estimated += machine_seconds(job.preset) or took * job.jobs
         speed = min(5.0, max(0.2, spent / estimated)) if estimated else 1.0
-        left_work = sum(rows[p.name].seconds or 0.0 for p in pending)
-        left_work += sum(max(0.0, (rows[j.preset.name].seconds or 0.0) - (time.time() - j.started) * j.jobs)
+        left_work = sum(machine_seconds(p) for p in pending)
+        left_work += sum(max(0.0, machine_seconds(j.preset) - (time.time() - j.started) * j.jobs)
                          for j in running)
         left = speed * left_work / max(1, opts.jobs)
         eta = time.strftime("%H:%M", time.localtime(time.time() + left))
@@ -253,7 +273,9 @@ def run_book(presets: list[Preset], opts: Options, say: Callable[[str], None], p
                     break
                 if needs[preset.name] & (busy - {preset.name}):
                     continue   # waits for the preset whose run it reads
-                jobs = job_slots(preset, rows[preset.name].runs, free, opts.budget)
+                jobs = job_slots(preset, rows[preset.name].runs, free, opts.budget, opts.jobs)
+                if jobs < 1:
+                    break   # it waits for the whole machine, and the presets after it wait with it
                 pending.remove(preset)
                 start(preset, jobs)
                 free -= jobs
