@@ -6,6 +6,7 @@ is the Hydra entry point behind `leedl run`.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import sys
 import time
@@ -344,11 +345,21 @@ def main(cfg: DictConfig) -> float | None:
     sweep = str(Path(hc.sweep.dir)) if str(hc.mode) == "RunMode.MULTIRUN" else None
     results = skip_if_done(cfg, run_dir, overrides, sweep) if cfg.get("skip_done") else None
     if results is None:
-        if cfg.get("threads") is None and (threads := launcher_threads(hc)):
+        parallel = launcher_threads(hc)
+        if cfg.get("threads") is None and parallel:
             with open_dict(cfg):
-                cfg.threads = threads
-        results = train(cfg, run_dir, overrides=overrides, sweep=sweep,
-                        choices={k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")})
+                cfg.threads = parallel
+        watch = None
+        if parallel and multiprocessing.parent_process() is not None:   # a joblib worker: stop if the sweep dies
+            from leedl_cli.signals import stop_when_orphaned
+
+            watch = stop_when_orphaned(multiprocessing.parent_process().pid)
+        try:
+            results = train(cfg, run_dir, overrides=overrides, sweep=sweep,
+                            choices={k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")})
+        finally:
+            if watch is not None:
+                watch.set()
         log.info("run %s: %s -> %s", results["status"], run_dir, RESULTS_FILE)
         if results.get("wandb_dir"):
             log.info("offline wandb run; to upload it: wandb sync %s", results["wandb_dir"])

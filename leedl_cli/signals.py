@@ -10,6 +10,7 @@ re-run sweep. A second signal while stopping stops at once (no checkpoint).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 
@@ -71,6 +72,23 @@ class GracefulStop:
         """Between phases of a run (before training, between fit and test): stop here if asked."""
         if self.received is not None:
             raise Interrupted(self.received, step)
+
+
+def stop_when_orphaned(parent: int, every_s: float = 2.0) -> threading.Event:
+    """A job of a parallel sweep (a joblib worker) whose sweep process is gone (killed by `kill PID`, even by
+    SIGKILL) sends itself SIGTERM: it stops as if the sweep had been stopped (checkpoint, status interrupted)
+    instead of training on unwatched. Returns the event that ends the watch (set it when the job is done)."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(every_s):
+            if os.getppid() != parent:
+                log.warning("the sweep process (pid %d) is gone: stopping this job", parent)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=watch, name="leedl-orphan-watch", daemon=True).start()
+    return done
 
 
 class StopOnSignal(pl.Callback):

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -335,6 +336,49 @@ def test_a_wall_clock_budgeted_preset_takes_the_whole_machine(tmp_path, monkeypa
                       ("transformer_vs_rnn", "ended"), ("momentum", "started"), ("momentum", "ended")]
     assert seen == [("mc_vs_td", 1), ("transformer_vs_rnn", 2), ("momentum", 2)]
     assert "one at a time on all 2 slots" in next(line for line in lines if "transformer_vs_rnn: started" in line)
+
+
+def test_stopping_the_book_run_stops_the_worker_processes_of_its_sweeps(tmp_path, monkeypatch):
+    """SIGTERM to `leedl book run` reaches the whole process group of each running preset: a joblib worker
+    (here a grandchild that would sleep for a minute) is stopped too, not left to run on unwatched."""
+    import signal
+    import threading
+
+    import leedl_cli.book.run as book_run
+
+    monkeypatch.setattr(book_run, "missing_data", lambda tasks, root: [])
+    worker_pid = tmp_path / "worker.pid"
+    spawn = ("import subprocess, sys, time; w = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
+             f"open({str(worker_pid)!r}, 'w').write(str(w.pid)); time.sleep(60)")
+    monkeypatch.setattr(book_run, "command", lambda *a, **k: [sys.executable, "-c", spawn])
+
+    def stop_when_started():
+        deadline = time.time() + 30
+        while not worker_pid.is_file() or not worker_pid.read_text():
+            if time.time() > deadline:
+                return
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=stop_when_started, daemon=True).start()
+    with pytest.raises(SystemExit) as stopped:
+        run_book(read_presets(names=["mc_vs_td"]), Options(out=tmp_path / "book", jobs=1), lambda line: None,
+                 poll_s=0.05)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    pid = int(worker_pid.read_text())
+    for _ in range(100):   # the worker gets SIGTERM with its group; wait until the kernel has reaped or marked it
+        try:
+            os.kill(pid, 0)
+            state = Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}/stat").exists() else "X"
+            if state == "Z":
+                break
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        raise AssertionError("the sweep's worker process outlived the book run")
+    assert json.loads((tmp_path / "book/book.json").read_text())["mc_vs_td"]["status"] == "stopped"
 
 
 def test_book_refuses_bad_arguments(capsys):

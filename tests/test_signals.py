@@ -92,3 +92,37 @@ def test_signal_stops_a_sweep_after_recording_its_job(tmp_path):
     results = [json.loads(p.read_text()) for p in tmp_path.glob("multirun/*/*/*/results.json")]
     assert [r["status"] for r in results] == ["interrupted"], "the sweep stopped after its current job"
     assert results[0]["signal"] == "SIGUSR1"
+
+
+def test_jobs_of_a_parallel_sweep_stop_when_the_sweep_process_is_killed(tmp_path):
+    """`kill -9` of a joblib sweep leaves its workers without a parent: each stops itself (checkpoint, status
+    interrupted) instead of training on unwatched."""
+    args = ["-m", "trainer.max_epochs=200", "seed=0,1", "trainer.log_every_n_steps=1", "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2", "threads=1", *QUIET]
+    proc = subprocess.Popen([sys.executable, "-m", "leedl_cli.cli", "run", *args, f"output_root={tmp_path}"],
+                            cwd=REPO, env=dict(os.environ, WANDB_MODE="offline"), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while proc.poll() is None and time.time() < deadline:
+        found = list(tmp_path.glob("multirun/*/*/*/metrics.csv"))
+        if len(found) == 2 and min(rows(f) for f in found) >= 5:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 120
+    statuses: list[str] = []
+    while time.time() < deadline:
+        results = [json.loads(p.read_text()) for p in tmp_path.glob("multirun/*/*/*/results.json")]
+        statuses = sorted(r["status"] for r in results)
+        if statuses and "running" not in statuses:
+            break
+        time.sleep(0.5)
+    try:
+        assert statuses == ["interrupted", "interrupted"], statuses
+        assert all(r["signal"] == "SIGTERM" for r in results)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)   # whatever is left of the sweep's workers
+        except ProcessLookupError:
+            pass

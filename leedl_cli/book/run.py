@@ -148,6 +148,14 @@ def whole_machine(preset: Preset, budget: str) -> bool:
     return budget != SMOKE and preset.max_time_s is not None
 
 
+def signal_group(process: subprocess.Popen, signum: int) -> None:
+    """Send `signum` to a preset's process group: `leedl run` and the joblib workers of its sweep."""
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:   # already gone, workers and all
+        pass
+
+
 def job_slots(preset: Preset, runs: int, free: int, budget: str, total: int | None = None) -> int:
     """How many of the `free` job slots (of `total`) a preset takes: one at the smoke budget, all `total` for a
     wall-clock-budgeted preset (0 while some are busy: it waits for them), else as many as its runs can use."""
@@ -222,7 +230,9 @@ def run_book(presets: list[Preset], opts: Options, say: Callable[[str], None], p
         log = open(opts.out / "logs" / f"{preset.name}.log", "a")
         log.write(f"\n$ {' '.join(args[2:])}\n")
         log.flush()
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+        # its own process group: stopping the preset reaches its sweep's worker processes too, not only `leedl run`
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ},
+                                   start_new_session=True)
         running.append(_Running(preset, index[preset.name], where, jobs, time.time(), process, log))
         pace = (f"one at a time on all {jobs} slots: trainer.max_time is of the whole machine"
                 if whole_machine(preset, opts.budget) else f"{jobs} at a time")
@@ -283,12 +293,13 @@ def run_book(presets: list[Preset], opts: Options, say: Callable[[str], None], p
                 time.sleep(poll_s)
     finally:
         for job in running:   # interrupted: stop the runs (each records itself as stopped) and keep the state
-            job.process.terminate()
+            signal_group(job.process, signal.SIGTERM)
         for job in running:
             try:
                 job.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                job.process.kill()
+                signal_group(job.process, signal.SIGKILL)
+                job.process.wait()
             job.log.close()
             state[job.preset.name] = {"status": "stopped", "budget": opts.budget, "dir": str(job.where)}
         if running:
