@@ -349,11 +349,11 @@ def main(cfg: DictConfig) -> float | None:
         if cfg.get("threads") is None and parallel:
             with open_dict(cfg):
                 cfg.threads = parallel
-        watch = None
-        if parallel and multiprocessing.parent_process() is not None:   # a joblib worker: stop if the sweep dies
+        watch, sweep_process = None, multiprocessing.parent_process()
+        if parallel and sweep_process is not None:   # a joblib worker: stop if the sweep dies
             from leedl_cli.signals import stop_when_orphaned
 
-            watch = stop_when_orphaned(multiprocessing.parent_process().pid)
+            watch = stop_when_orphaned(sweep_process.pid)
         try:
             results = train(cfg, run_dir, overrides=overrides, sweep=sweep,
                             choices={k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")})

@@ -259,7 +259,8 @@ def test_book_run_skips_what_it_cannot_run(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "book/book.json").read_text()) == state
 
 
-def test_book_run_keeps_k_slots_busy_and_waits_for_what_a_preset_reads(tmp_path, monkeypatch):
+def fake_runs(monkeypatch, sleep_s: float) -> list[tuple[str, int]]:
+    """`leedl book run` with each preset's command replaced by a sleep: the (preset, jobs) it was started with."""
     import leedl_cli.book.run as book_run
 
     monkeypatch.setattr(book_run, "missing_data", lambda tasks, root: [])
@@ -267,14 +268,26 @@ def test_book_run_keeps_k_slots_busy_and_waits_for_what_a_preset_reads(tmp_path,
 
     def fake(preset, where, continuing, opts, reads, jobs=None):
         seen.append((preset.name, jobs))
-        return [sys.executable, "-c", "import time; time.sleep(0.4)"]
+        return [sys.executable, "-c", f"import time; time.sleep({sleep_s})"]
 
     monkeypatch.setattr(book_run, "command", fake)
+    return seen
+
+
+def started_and_ended(lines: list[str]) -> list[tuple[str, str]]:
+    """(preset, "started" | "ended") for each progress line of a book run, in order."""
+    return [(line.split("] ")[1].split(":")[0], "started" if ": started" in line else "ended")
+            for line in lines if line.startswith("[")]
+
+
+def test_book_run_keeps_k_slots_busy_and_waits_for_what_a_preset_reads(tmp_path, monkeypatch):
+    import leedl_cli.book.run as book_run
+
+    seen = fake_runs(monkeypatch, 0.4)
     presets = read_presets(names=["own_pretraining", "own_pretraining_mlm", "momentum", "mc_vs_td"])
     lines: list[str] = []
     state = run_book(presets, Options(out=tmp_path / "book", budget="smoke", jobs=2), lines.append, poll_s=0.05)
-    events = [(line.split("] ")[1].split(":")[0], "started" if ": started" in line else "ended")
-              for line in lines if line.startswith("[")]
+    events = started_and_ended(lines)
     # two at a time: the second preset starts before the first ends
     assert events[:2] == [(events[0][0], "started"), (events[1][0], "started")]
     # own_pretraining reads own_pretraining_mlm's model: it starts only after that one ended
@@ -318,19 +331,11 @@ def test_a_wall_clock_budgeted_preset_takes_the_whole_machine(tmp_path, monkeypa
     assert book_run.job_slots(presets["transformer_vs_rnn"], 2, 1, "full", 2) == 0   # one slot busy: it waits
     assert book_run.job_slots(presets["transformer_vs_rnn"], 2, 1, "smoke", 2) == 1   # smoke: no wall-clock budget
 
-    monkeypatch.setattr(book_run, "missing_data", lambda tasks, root: [])
-    seen: list[tuple[str, int]] = []
-
-    def fake(preset, where, continuing, opts, reads, jobs=None):
-        seen.append((preset.name, jobs))
-        return [sys.executable, "-c", "import time; time.sleep(0.3)"]
-
-    monkeypatch.setattr(book_run, "command", fake)
+    seen = fake_runs(monkeypatch, 0.3)
     lines: list[str] = []
     run_book([presets["mc_vs_td"], presets["transformer_vs_rnn"], presets["momentum"]],
              Options(out=tmp_path / "book", jobs=2), lines.append, poll_s=0.05)
-    events = [(line.split("] ")[1].split(":")[0], "started" if ": started" in line else "ended")
-              for line in lines if line.startswith("[")]
+    events = started_and_ended(lines)
     # transformer_vs_rnn waits for mc_vs_td's slot, and momentum (which could take the free slot) waits behind it
     assert events == [("mc_vs_td", "started"), ("mc_vs_td", "ended"), ("transformer_vs_rnn", "started"),
                       ("transformer_vs_rnn", "ended"), ("momentum", "started"), ("momentum", "ended")]
