@@ -8,7 +8,7 @@ import matplotlib
 import pytest
 from matplotlib.figure import Figure
 
-from leedl_cli.report.plots import PlotPluginError, plot_metric_vs_param, resolve_plot
+from leedl_cli.report.plots import PlotPluginError, plot_metric_vs_param, resolve_plot, title_for
 
 matplotlib.use("Agg")
 
@@ -60,6 +60,17 @@ def test_a_numeric_parameter_is_a_line_and_the_title_says_what_is_drawn(tmp_path
     ax = figures[0].axes[0]
     assert any(len(line.get_xdata()) == 3 and line.get_linestyle() == "-" for line in ax.lines)
     assert ax.get_xscale() == "log" and ax.get_title() == "test/acc by task.data.batch_size"
+
+
+def test_a_title_too_long_for_its_room_drops_whole_claims_and_counts_them_never_a_verdict():
+    claims = [{"claim": f"Fashion-MNIST: claim number {i} about the networks, long enough to wrap over one line",
+               "metric": "test/acc", "verdict": v} for i, v in enumerate(["holds", "holds", "inconclusive", "holds"])]
+    title = title_for(claims, "test/acc", "model", width=70, lines=5)
+    lines = title.split("\n")
+    assert len(lines) <= 5
+    assert title.count("(holds)") == 2 and lines[-1] == "and 2 more claim(s): see the results page"
+    everything = title_for(claims, "test/acc", "model", width=70, lines=8)
+    assert "(inconclusive)" in everything and everything.count("(holds)") == 3 and "more claim" not in everything
 
 
 def test_a_plot_plugin_is_resolved_with_a_one_line_error_for_a_typo():

@@ -96,12 +96,26 @@ def extra_plots(runs: list[dict], out_dir: Path, cfg: dict) -> list[Path]:
     return paths
 
 
-def title_for(claims: list[dict], metric_name: str, x: str) -> str:
-    """The book's claims about `metric_name` along `x` (with their verdicts), else what the figure shows."""
+def title_for(claims: list[dict], metric_name: str, x: str, width: int = 80, lines: int = 5) -> str:
+    """The book's claims about `metric_name` along `x` (with their verdicts), else what the figure shows.
+
+    A claim is never cut in half: claims that do not fit in `lines` lines are counted instead, so no verdict
+    is lost from the end of a title that runs out of room.
+    """
     said = [f"{c['claim']}" + (f" ({c['verdict']})" if c.get("verdict") else "") for c in claims
             if c.get("metric") == metric_name and c.get("claim") and c.get("by") in (None, x)]
-    text = "; ".join(said) if said else f"{metric_name} by {x}"
-    return "\n".join(textwrap.wrap(text, 70)[:3])
+    if not said:
+        return f"{metric_name} by {x}"
+    shown: list[str] = []
+    for n, claim in enumerate(said):
+        wrapped = textwrap.wrap(claim, width)
+        rest = len(said) - n - 1
+        room = lines - len(shown) - (1 if rest else 0)
+        if len(wrapped) > room:
+            shown.append(f"and {len(said) - n} more claim(s): see the results page")
+            break
+        shown += wrapped
+    return "\n".join(shown)
 
 
 def _state_y_axis(ax, values: list[float], name: str) -> None:
@@ -158,7 +172,7 @@ def plot_metric_vs_param(runs: list[dict], out_dir: Path, x: str, metrics: list[
             ax.set_xlim(-0.5, len(categories) - 0.5)
         ax.set_xlabel(x)
         _state_y_axis(ax, values_drawn, m)
-        ax.set_title(title_for(claims or [], m, x), fontsize=9)
+        ax.set_title(title_for(claims or [], m, x), fontsize=8)
         ax.grid(alpha=0.3)
         ax.text(0.99, 0.01, "mean ± std over seeds; no bar: one run", transform=ax.transAxes, ha="right",
                 va="bottom", fontsize=6, color="grey")
