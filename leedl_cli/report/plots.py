@@ -102,16 +102,15 @@ def title_for(claims: list[dict], metric_name: str, x: str, width: int = 80, lin
     A claim is never cut in half: claims that do not fit in `lines` lines are counted instead, so no verdict
     is lost from the end of a title that runs out of room.
     """
-    said = [f"{c['claim']}" + (f" ({c['verdict']})" if c.get("verdict") else "") for c in claims
+    said = [c["claim"] + (f" ({c['verdict']})" if c.get("verdict") else "") for c in claims
             if c.get("metric") == metric_name and c.get("claim") and c.get("by") in (None, x)]
     if not said:
         return f"{metric_name} by {x}"
     shown: list[str] = []
     for n, claim in enumerate(said):
         wrapped = textwrap.wrap(claim, width)
-        rest = len(said) - n - 1
-        room = lines - len(shown) - (1 if rest else 0)
-        if len(wrapped) > room:
+        last = n == len(said) - 1   # else keep a line free to count the claims that follow
+        if len(wrapped) > lines - len(shown) - (not last):
             shown.append(f"and {len(said) - n} more claim(s): see the results page")
             break
         shown += wrapped
