@@ -232,6 +232,20 @@ def test_book_report_draws_the_curves_the_preset_names_against_its_x(tmp_path):
     assert "curve_finetune_target_test_acc.png" in (out / "chapter-6.md").read_text()
 
 
+def test_book_report_draws_a_preset_over_several_tasks_a_plot_per_task(tmp_path):
+    """pretrain_vs_random sweeps four tasks: QA's F1 (points) and POS tagging's (a fraction) are not on one axis."""
+    runs, out = tmp_path / "runs", tmp_path / "docs"
+    for n, (task, pretrained, f1) in enumerate([("bert_squad", True, 55.0), ("bert_squad", False, 8.6),
+                                                ("pos_tagging", True, 0.5), ("pos_tagging", False, 0.4)]):
+        _record(runs / f"pvr/{n}", "pretrain_vs_random", [f"budget={task}", f"model.pretrained={pretrained}"],
+                {"test/f1": f1}, task=task)
+    assert book_main(["report", str(runs), "--out", str(out), "--fresh"]) == 0
+    drawn = sorted(p.name for p in (out / "plots/pretrain_vs_random").glob("*.png"))
+    assert drawn == ["bert_squad_test_f1_vs_model.pretrained.png", "pos_tagging_test_f1_vs_model.pretrained.png"]
+    page = (out / "chapter-5.md").read_text()
+    assert all(f"plots/pretrain_vs_random/{name}" in page for name in drawn)
+
+
 def test_book_report_smoke_budget_and_records_grouping(tmp_path):
     runs = tmp_path / "runs"
     _fake_runs(runs)

@@ -85,3 +85,24 @@ def test_a_plot_plugin_is_resolved_with_a_one_line_error_for_a_typo():
         resolve_plot({"fn": "leedl_cli.analysis.rl_plots:plot_return_vs_steps", "windw": 3})
     with pytest.raises(PlotPluginError, match="expected \"module:function\""):
         resolve_plot({"fn": "plot_trajectories"})
+
+
+def test_a_title_names_only_the_claims_about_the_runs_drawn_and_the_legend_only_what_differs(tmp_path, figures):
+    """pretrain_vs_random's plot of QA runs: the NLI claim is not in its title; `experiment=...`, shared by every run,
+    is not in the legend."""
+    runs = [{"status": "ok", "task": task, "overrides": ["experiment=pvr", f"budget={task}", f"model.pretrained={p}",
+                                                         f"seed={s}"],
+             "metrics": {"test/f1": v}, "_dir": "."}
+            for task, p, s, v in [("qa", True, 0, 55.0), ("qa", False, 0, 8.6), ("qa", True, 1, 54.0),
+                                  ("pos", True, 0, 0.5), ("pos", False, 0, 0.4)]]
+    claims = [{"claim": "QA: pretrained far above", "metric": "test/f1", "by": "model.pretrained",
+               "where": {"task": "qa"}, "verdict": "holds"},
+              {"claim": "NLI: pretrained above", "metric": "test/f1", "by": "model.pretrained",
+               "where": {"task": "nli"}, "verdict": "holds"}]
+    plot_metric_vs_param(runs[:3], tmp_path, "model.pretrained", ["test/f1"], claims)
+    ax = figures[0].axes[0]
+    assert ax.get_title() == "QA: pretrained far above (holds)"
+    assert ax.get_legend() is None, "one series: the overrides every run shares name none"
+    plot_metric_vs_param(runs, tmp_path, "model.pretrained", ["test/f1"], claims, prefix="both_")
+    ax = figures[1].axes[0]
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["budget=pos", "budget=qa"]

@@ -26,7 +26,7 @@ from leedl_cli.book.records import FULL, Measured, device_of, read_published
 from leedl_cli.errors import LeedlError
 from leedl_cli.report.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED, book_rows, summary_line
 from leedl_cli.report.render import where_text
-from leedl_cli.report.runs import choose_metrics
+from leedl_cli.report.runs import by_task, choose_metrics
 
 log = logging.getLogger("leedl")
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_MEASURED)
@@ -97,7 +97,17 @@ def draw(entry: Entry, cfg: dict, plot_dir: Path) -> list[Path]:
     paths: list[Path] = []
     x = swept_x(entry.preset, cfg)
     metrics = choose_metrics(runs, None, cfg)
-    steps = [("metric plots", lambda: plot_metric_vs_param(runs, plot_dir, x, metrics, entry.claims) if x else []),
+    tasks = by_task(runs)   # a preset over several tasks: a plot per task (QA's F1 in points, POS's in [0, 1])
+
+    def metric_plots() -> list[Path]:
+        if not x:
+            return []
+        if len(tasks) == 1:
+            return plot_metric_vs_param(runs, plot_dir, x, metrics, entry.claims)
+        return [p for task, task_runs in tasks.items()
+                for p in plot_metric_vs_param(task_runs, plot_dir, x, metrics, entry.claims, prefix=f"{task}_")]
+
+    steps = [("metric plots", metric_plots),
              ("curves", lambda: plot_curves(runs, plot_dir, list(cfg["curves"]), x=str(cfg.get("curves_x") or "step"))
               if cfg.get("curves") else []),
              ("report.plots", lambda: extra_plots(runs, plot_dir, cfg))]

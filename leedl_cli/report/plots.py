@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from leedl_cli.errors import LeedlError
 from leedl_cli.jobs import split_override as override_key
-from leedl_cli.report.runs import grouping, metric, readable, run_value
+from leedl_cli.report.runs import grouping, matches, metric, readable, run_value
 
 
 class PlotPluginError(LeedlError):
@@ -134,14 +134,14 @@ def plot_metric_vs_param(runs: list[dict], out_dir: Path, x: str, metrics: list[
     paths = []
     ok = [r for r in readable(runs) if r.get("status") == "ok"]
     for m in metrics:
+        drawn = [r for r in ok if metric(r, m) is not None and run_value(r, x) is not None]
+        # an override every drawn run shares (experiment=..., budget=...) names no series: it stays off the legend
+        shared = set.intersection(*(set(r.get("overrides", [])) for r in drawn)) if drawn else set()
         series: dict[str, dict[Any, list[float]]] = {}
-        for r in ok:
-            value = metric(r, m)
-            if value is None or run_value(r, x) is None:
-                continue
+        for r in drawn:
             rest = " ".join(o for o in r.get("overrides", []) if grouping(override_key(o)[0])
-                            and override_key(o)[0] != x) or m
-            series.setdefault(rest, {}).setdefault(_as_number(run_value(r, x)), []).append(value)
+                            and override_key(o)[0] != x and o not in shared) or m
+            series.setdefault(rest, {}).setdefault(_as_number(run_value(r, x)), []).append(metric(r, m))
         if not series:
             continue
         keys_all = [k for pts in series.values() for k in pts]
@@ -171,7 +171,9 @@ def plot_metric_vs_param(runs: list[dict], out_dir: Path, x: str, metrics: list[
             ax.set_xlim(-0.5, len(categories) - 0.5)
         ax.set_xlabel(x)
         _state_y_axis(ax, values_drawn, m)
-        ax.set_title(title_for(claims or [], m, x), fontsize=8)
+        # the title names the claims about these runs only (a claim `where: {task: nli}` is not on the QA plot)
+        about = [c for c in claims or [] if any(matches(r, c.get("where") or {}) for r in drawn)]
+        ax.set_title(title_for(about, m, x), fontsize=8)
         ax.grid(alpha=0.3)
         ax.text(0.99, 0.01, "mean ± std over seeds; no bar: one run", transform=ax.transAxes, ha="right",
                 va="bottom", fontsize=6, color="grey")
