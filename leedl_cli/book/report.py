@@ -100,12 +100,8 @@ def draw(entry: Entry, cfg: dict, plot_dir: Path) -> list[Path]:
     tasks = by_task(runs)   # a preset over several tasks: a plot per task (QA's F1 in points, POS's in [0, 1])
 
     def metric_plots() -> list[Path]:
-        if not x:
-            return []
-        if len(tasks) == 1:
-            return plot_metric_vs_param(runs, plot_dir, x, metrics, entry.claims)
-        return [p for task, task_runs in tasks.items()
-                for p in plot_metric_vs_param(task_runs, plot_dir, x, metrics, entry.claims, prefix=f"{task}_")]
+        return [p for task, task_runs in tasks.items() if x for p in plot_metric_vs_param(
+            task_runs, plot_dir, x, metrics, entry.claims, prefix=f"{task}_" if len(tasks) > 1 else "")]
 
     steps = [("metric plots", metric_plots),
              ("curves", lambda: plot_curves(runs, plot_dir, list(cfg["curves"]), x=str(cfg.get("curves_x") or "step"))
