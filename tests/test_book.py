@@ -16,7 +16,7 @@ import pytest
 
 from leedl_cli.book.cli import book_main
 from leedl_cli.book.presets import PresetError, read_presets, section_of
-from leedl_cli.book.records import by_preset, load
+from leedl_cli.book.records import FULL, by_preset, load
 from leedl_cli.book.run import Options, command, run_book
 from leedl_cli.paths import conf_dir
 
@@ -271,6 +271,25 @@ def test_book_run_skips_what_it_cannot_run(tmp_path, monkeypatch):
     assert "needs task.module.weights_from=..." in state["decoding_strategies"]["why"]
     assert lines[0].startswith("leedl book run: 0 of 2 presets to run")
     assert json.loads((tmp_path / "book/book.json").read_text()) == state
+
+
+def test_a_preset_whose_run_is_going_is_running_not_failed_and_not_started_twice(tmp_path, monkeypatch, capsys):
+    import platform
+
+    monkeypatch.setenv("LEEDL_DATA_DIR", str(tmp_path / "no-data"))
+    book = tmp_path / "book"
+    # a run of another book run, still going (this process stands for it), beside one that was killed
+    _record(book / "momentum", "momentum", ["optimizer=sgd"], {}, status="running", pid=os.getpid(),
+            host=platform.node(), finished=None)
+    _record(book / "momentum.2", "momentum", ["optimizer=momentum"], {}, status="running", pid=2 ** 22 + 7,
+            host=platform.node(), finished=None)
+    [momentum] = read_presets(names=["momentum"])
+    assert book_main(["plan", "--preset", "momentum", "--dir", str(book)]) == 0
+    assert "partly (0 of 2), 1 running, 1 failed" in capsys.readouterr().out
+    lines: list[str] = []
+    state = run_book([momentum], Options(out=book, budget=FULL), lines.append)
+    assert lines[0].startswith("leedl book run: 0 of 1 presets to run")
+    assert "momentum: running now (1 run(s) in progress" in lines[1] and "momentum" not in state
 
 
 def fake_runs(monkeypatch, sleep_s: float) -> list[tuple[str, int]]:

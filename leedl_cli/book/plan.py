@@ -46,9 +46,9 @@ class Row:
         if self.measured is None or not self.measured.runs:
             return "in docs/results" if self.published else "not measured"
         good, n = len(self.measured.good), self.runs
-        failed = len(self.measured.failed)
+        failed, running = len(self.measured.failed), len(self.measured.running)
         text = "measured" if good >= n else f"partly ({good} of {n})"
-        return text + (f", {failed} failed" if failed else "")
+        return text + (f", {running} running" if running else "") + (f", {failed} failed" if failed else "")
 
 
 def smoke_runs(preset: Preset) -> int:

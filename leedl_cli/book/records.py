@@ -13,7 +13,7 @@ from pathlib import Path
 
 from leedl_cli.errors import LeedlError
 from leedl_cli.jobs import job_key, split_override
-from leedl_cli.report.runs import load_runs, readable
+from leedl_cli.report.runs import RUNNING, load_runs, readable
 
 FULL, SMOKE = "full", "smoke"
 GOOD_ENDS = ("ok", "diverged")
@@ -53,8 +53,14 @@ class Measured:
         return [r for r in self.runs if r.get("status") in GOOD_ENDS]
 
     @property
+    def running(self) -> list[dict]:
+        """Runs still going (their process holds the lock of their directory)."""
+        return [r for r in self.runs if r.get("status") == RUNNING]
+
+    @property
     def failed(self) -> list[dict]:
-        return [r for r in self.runs if r.get("status") not in GOOD_ENDS]
+        """Runs that ended other than ok: failed, stopped, killed."""
+        return [r for r in self.runs if r.get("status") not in (*GOOD_ENDS, RUNNING)]
 
     def total_s(self) -> float:
         """Seconds of all its runs one after another (each run's timings.total_s)."""

@@ -189,7 +189,7 @@ def ran_on(entry: Entry) -> str:
     versions = runs[-1].get("versions") or {}
     shown = ", ".join(f"{k} {versions[k]}" for k in ("python", "torch", "pytorch-lightning", "transformers", "leedl")
                       if k in versions)
-    good, bad = len(entry.measured.good), len(entry.measured.failed)
+    good, bad = len(entry.measured.good), len(entry.measured.failed) + len(entry.measured.running)
     budget = "" if entry.measured.budget == FULL else f" at the {entry.measured.budget} budget (not a measurement)"
     return (f"{len(runs)} runs ({good} ok" + (f", {bad} did not end ok" if bad else "") + f"){budget}, "
             f"{first.replace('T', ' ')} to {last.replace('T', ' ')}, {duration(entry.measured.total_s())} of runs; "

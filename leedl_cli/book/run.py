@@ -115,6 +115,9 @@ def why_not(preset: Preset, r: Row, opts: Options, data_root: Path) -> str | Non
     given = {e.partition("=")[0].lstrip("+") for e in opts.extra}
     if r.done and not opts.again:
         return "done (measured)" if opts.budget == FULL else "done"
+    if r.measured is not None and r.measured.running:
+        return (f"running now ({len(r.measured.running)} run(s) in progress, started by another leedl book run; "
+                "run it again when they end)")
     needed = [k for k in preset.missing if k not in given]
     if needed:
         return f"skipped: needs {', '.join(needed)}=... (see conf/experiment/{preset.name}.yaml; give it after --)"
