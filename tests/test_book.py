@@ -216,6 +216,22 @@ def test_book_report_keeps_presets_measured_before_whose_runs_are_not_here(tmp_p
     assert "not readable JSON" in capsys.readouterr().err and (out / "claims.json").read_text() == "{broken"
 
 
+def test_a_preset_without_claims_shows_the_numbers_its_runs_recorded_and_keeps_them(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "docs"
+    _record(runs / "squad", "bert_squad_full", [], {"test/f1": 68.0512, "test/em": 56.85, "val/f1": 67.67,
+                                                    "train/loss": 0.9, "val/em": float("nan")})
+    assert book_main(["report", str(runs), "--out", str(out), "--no-plots"]) == 0
+    row = "| seed 0 | 56.85 | 68.05 | 67.67 |"   # a number it did not record (nan) is no column
+    page = (out / "chapter-5.md").read_text()
+    assert "| run | test/em | test/f1 | val/f1 |" in page and row in page and "train/loss" not in page
+    assert "<td>68.05</td>" in (out / "book.html").read_text()
+    kept = json.loads((out / "claims.json").read_text())["presets"]["bert_squad_full"]["results"]
+    assert kept["rows"] == [["seed 0", "56.85", "68.05", "67.67"]]
+    (tmp_path / "empty").mkdir()   # a later report without the run keeps its numbers
+    assert book_main(["report", str(tmp_path / "empty"), "--out", str(out), "--no-plots"]) == 0
+    assert row in (out / "chapter-5.md").read_text()
+
+
 def test_book_report_draws_the_curves_the_preset_names_against_its_x(tmp_path):
     """domain_shift_table's fine-tuning curve: the preset's curves and curves_x are drawn over runs that recorded an
     older report block (without them), against finetune/step (metrics.csv has no `step` column here)."""

@@ -76,6 +76,11 @@ def _preset(entry, page_dir: Path | None = None) -> list[str]:
         whys = [line[2:] for line in why_lines(entry) if line]
         if whys:
             out.append("<ul>" + "".join(f"<li>{escape(w.replace('*', ''))}</li>" for w in whys) + "</ul>")
+    elif entry.results:
+        out += ["<p>This preset states no claim to check: its tables and plots are the result.</p>", "<table><tr><th>run</th>"
+                + "".join(f"<th>{escape(c)}</th>" for c in entry.results["columns"]) + "</tr>",
+                *("<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in row) + "</tr>" for row in entry.results["rows"]),
+                "</table>"]
     if entry.problem:
         out.append(f"<p class=muted>Note: {escape(entry.problem.strip())}</p>")
     out += [f'<img alt="{escape(p.name)}: {escape(path.stem)}" src="{image_src(path, page_dir)}">' for path in entry.plots]

@@ -1,7 +1,8 @@
 """`leedl book report [DIR]`: the whole book on pages, from the run records under DIR (default: outputs/).
 
 Runs are matched to presets by the preset each recorded (`choices.experiment`). For every preset: its claims (the
-book's number or statement, the measured mean ± std with n, the verdict of leedl_cli.report.claims), its plots (the
+book's number or statement, the measured mean ± std with n, the verdict of leedl_cli.report.claims; for a preset that
+states none, the final test/ and val/ numbers each run recorded), its plots (the
 report package's plot functions), the command, and when and on what it ran. Written to OUT (docs/results/ by
 default): index.md, chapter-N.md, plots/<preset>/*.png, claims.json and book.html (one self-contained page).
 Why a claim does not hold here (model size, budget, data) is read from OUT/notes.yaml when it exists
@@ -24,6 +25,7 @@ from leedl_cli.book.plan import duration
 from leedl_cli.book.presets import CHAPTERS, Preset
 from leedl_cli.book.records import FULL, Measured, device_of, read_published
 from leedl_cli.errors import LeedlError
+from leedl_cli.jobs import group_label, split_override
 from leedl_cli.report.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED, book_rows, summary_line
 from leedl_cli.report.render import where_text
 from leedl_cli.report.runs import by_task, choose_metrics
@@ -42,6 +44,7 @@ class Entry:
     problem: str = ""        # a claim or plot that could not be made, in one line
     notes: dict = field(default_factory=dict)   # claim text -> why it does not hold here (notes.yaml)
     kept: dict | None = None   # no runs under DIR: what the earlier report measured (claims.json "presets")
+    results: dict | None = None   # a preset with no claim: {"columns": [...], "rows": [[run, value, ...]]}
 
     @property
     def runs(self) -> list[dict]:
@@ -147,6 +150,34 @@ def _kept_claims(rows: list[dict], earlier: list[dict]) -> list[dict]:
     return out
 
 
+RESULT_PREFIXES = ("test/", "val/")   # the numbers a preset without claims shows, per run
+
+
+def _number(value) -> float | None:
+    import math
+
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        else None
+
+
+def results_table(runs: list[dict]) -> dict | None:
+    """The final test/ and val/ numbers each run recorded, one row a run (its group and seed): what a preset that
+    states no claim measured. None when no run recorded any."""
+    columns = sorted({k for r in runs for k, v in (r.get("metrics") or {}).items()
+                      if k.startswith(RESULT_PREFIXES) and _number(v) is not None},
+                     key=lambda k: (RESULT_PREFIXES.index(k[:k.index("/") + 1]), k))
+    if not columns:
+        return None
+    rows = []
+    for r in runs:
+        group = group_label([o for o in r.get("overrides", []) if split_override(o)[0] != "experiment"])
+        group = "" if group == "(defaults)" else group
+        label = ", ".join(x for x in (group, f"seed {r['seed']}" if r.get("seed") is not None else "") if x) or "run"
+        values = [_number((r.get("metrics") or {}).get(k)) for k in columns]
+        rows.append([label, *("—" if v is None else f"{v:.4g}" for v in values)])
+    return {"columns": columns, "rows": rows}
+
+
 def build(presets: list[Preset], measured: dict, budget: str, out: Path, plots: bool = True,
           notes: dict | None = None, earlier: dict | None = None) -> list[Entry]:
     entries = []
@@ -166,6 +197,9 @@ def build(presets: list[Preset], measured: dict, budget: str, out: Path, plots: 
             entry.claims = _kept_claims(entry.claims, entry.kept["claims"])
             entry.problem = str(entry.kept.get("problem") or "")
             entry.plots = [out / p for p in entry.kept.get("plots", []) if (out / p).is_file()]
+            entry.results = entry.kept.get("results")
+        elif entry.measured and not entry.claims:
+            entry.results = results_table(entry.measured.good)
         stale = set(entry.notes) - {c["claim"] for c in entry.claims}
         if stale:
             log.warning("book report: notes.yaml names claims %s has not: %s", preset.name, "; ".join(sorted(stale)))
@@ -219,10 +253,18 @@ def preset_section(entry: Entry, page_dir: Path) -> list[str]:
         lines += why_lines(entry)
     elif not p.claims:
         lines += ["This preset states no claim to check: its tables and plots are the result.", ""]
+        if entry.results:
+            lines += results_lines(entry.results)
     if entry.problem:
         lines += [f"Note: {entry.problem.strip()}", ""]
     lines += [f"![{p.name}: {path.stem}]({path.relative_to(page_dir).as_posix()})" for path in entry.plots]
     return lines + ([""] if entry.plots else [])
+
+
+def results_lines(results: dict) -> list[str]:
+    cols = results["columns"]
+    return [f"| run | {' | '.join(cols)} |", f"| {' | '.join('---' for _ in range(len(cols) + 1))} |",
+            *(f"| {' | '.join(_cell(v) for v in row)} |" for row in results["rows"]), ""]
 
 
 def why_lines(entry: Entry) -> list[str]:
@@ -284,7 +326,8 @@ def claims_json(entries: list[Entry], budget: str, out: Path) -> dict:
     presets = {e.preset.name: {"ran": ran_on(e), "state": e.state, "runs": e.n_runs,
                                "total_s": round(e.measured.total_s(), 1) if e.measured else e.kept.get("total_s"),
                                "last": e.measured.last() if e.measured else e.kept.get("last"),
-                               "plots": [p.relative_to(out).as_posix() for p in e.plots], "problem": e.problem.strip()}
+                               "plots": [p.relative_to(out).as_posix() for p in e.plots], "problem": e.problem.strip(),
+                               **({"results": e.results} if e.results else {})}
                for e in entries if e.has_results}
     for e in entries:
         for c in e.claims:
