@@ -2,8 +2,8 @@
 
 Runs are matched to presets by the preset each recorded (`choices.experiment`). For every preset: its claims (the
 book's number or statement, the measured mean ± std with n, the verdict of leedl_cli.report.claims; for a preset that
-states none, the final test/ and val/ numbers each run recorded), its plots (the
-report package's plot functions), the command, and when and on what it ran. Written to OUT (docs/results/ by
+states none, the final test/ and val/ numbers each run recorded), its plots (the report package's plot functions),
+the command, and when and on what it ran. Written to OUT (docs/results/ by
 default): index.md, chapter-N.md, plots/<preset>/*.png, claims.json and book.html (one self-contained page).
 Why a claim does not hold here (model size, budget, data) is read from OUT/notes.yaml when it exists
 ({preset: {claim text: why}}) and printed under the preset's claims for each claim whose verdict is not "holds".
@@ -28,7 +28,7 @@ from leedl_cli.errors import LeedlError
 from leedl_cli.jobs import group_label, split_override
 from leedl_cli.report.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED, book_rows, summary_line
 from leedl_cli.report.render import where_text
-from leedl_cli.report.runs import by_task, choose_metrics
+from leedl_cli.report.runs import by_task, choose_metrics, metric, metric_names
 
 log = logging.getLogger("leedl")
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_MEASURED)
@@ -153,19 +153,12 @@ def _kept_claims(rows: list[dict], earlier: list[dict]) -> list[dict]:
 RESULT_PREFIXES = ("test/", "val/")   # the numbers a preset without claims shows, per run
 
 
-def _number(value) -> float | None:
-    import math
-
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-        else None
-
-
 def results_table(runs: list[dict]) -> dict | None:
     """The final test/ and val/ numbers each run recorded, one row a run (its group and seed): what a preset that
     states no claim measured. None when no run recorded any."""
-    columns = sorted({k for r in runs for k, v in (r.get("metrics") or {}).items()
-                      if k.startswith(RESULT_PREFIXES) and _number(v) is not None},
-                     key=lambda k: (RESULT_PREFIXES.index(k[:k.index("/") + 1]), k))
+    columns = sorted((m for m in metric_names(runs)
+                      if m.startswith(RESULT_PREFIXES) and any(metric(r, m) is not None for r in runs)),
+                     key=lambda m: (not m.startswith(RESULT_PREFIXES[0]), m))
     if not columns:
         return None
     rows = []
@@ -173,7 +166,7 @@ def results_table(runs: list[dict]) -> dict | None:
         group = group_label([o for o in r.get("overrides", []) if split_override(o)[0] != "experiment"])
         group = "" if group == "(defaults)" else group
         label = ", ".join(x for x in (group, f"seed {r['seed']}" if r.get("seed") is not None else "") if x) or "run"
-        values = [_number((r.get("metrics") or {}).get(k)) for k in columns]
+        values = [metric(r, m) for m in columns]
         rows.append([label, *("—" if v is None else f"{v:.4g}" for v in values)])
     return {"columns": columns, "rows": rows}
 
@@ -223,7 +216,8 @@ def ran_on(entry: Entry) -> str:
     versions = runs[-1].get("versions") or {}
     shown = ", ".join(f"{k} {versions[k]}" for k in ("python", "torch", "pytorch-lightning", "transformers", "leedl")
                       if k in versions)
-    good, bad = len(entry.measured.good), len(entry.measured.failed) + len(entry.measured.running)
+    good = len(entry.measured.good)
+    bad = len(runs) - good   # failed, stopped, killed or still running
     budget = "" if entry.measured.budget == FULL else f" at the {entry.measured.budget} budget (not a measurement)"
     return (f"{len(runs)} runs ({good} ok" + (f", {bad} did not end ok" if bad else "") + f"){budget}, "
             f"{first.replace('T', ' ')} to {last.replace('T', ' ')}, {duration(entry.measured.total_s())} of runs; "
